@@ -1,0 +1,380 @@
+//! The request layer: runs a mechanism's needs against the passdbs and userdbs.
+//!
+//! It owns user-name rules (`username_format`, illegal password bytes), the passdb chain, the
+//! filtering of extra fields, and the shape of a request's [`AuthOutcome`]. It knows nothing of
+//! sockets: the server turns outcomes into reply lines and applies the failure delay.
+
+pub mod var;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::passdb::{self, Passdb, PassdbOutcome};
+use crate::protocol::client::{AuthParams, Secured};
+use crate::protocol::master::LookupInfo;
+use crate::protocol::FailCode;
+use crate::sasl::PlainCredentials;
+use crate::userdb::{self, Userdb, UserdbOutcome};
+use var::{split_user, Template, Var};
+
+/// Extra fields: ordered `key=value` pairs with unique keys (setting a key again replaces it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    /// No fields.
+    pub fn new() -> Fields {
+        Fields(Vec::new())
+    }
+
+    /// Sets `key` to `value`, replacing an earlier value in place.
+    pub fn set(&mut self, key: &str, value: &str) {
+        match self.0.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => value.clone_into(v),
+            None => self.0.push((key.to_owned(), value.to_owned())),
+        }
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// Whether `key` is present.
+    pub fn contains(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        let at = self.0.iter().position(|(k, _)| k == key)?;
+        Some(self.0.remove(at).1)
+    }
+
+    /// The pairs in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<Vec<(String, String)>> for Fields {
+    fn from(pairs: Vec<(String, String)>) -> Fields {
+        let mut fields = Fields::new();
+        for (k, v) in pairs {
+            fields.set(&k, &v);
+        }
+        fields
+    }
+}
+
+/// What the server knows about a request before any database is asked. Immutable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestInfo {
+    /// `service=`.
+    pub service: String,
+    /// The mechanism, `None` for master lookups (PASS, USER).
+    pub mech: Option<&'static str>,
+    /// Local IP.
+    pub lip: Option<IpAddr>,
+    /// Remote IP.
+    pub rip: Option<IpAddr>,
+    /// Session id, for logs.
+    pub session: Option<String>,
+    /// The peer's CPID (login sockets), for `%p`.
+    pub client_pid: Option<u32>,
+    /// `secured`.
+    pub secured: Option<Secured>,
+    /// Per-request debug logging.
+    pub debug: bool,
+}
+
+impl RequestInfo {
+    /// From the parameters of an AUTH line.
+    pub fn from_auth(params: &AuthParams, mech: &'static str, client_pid: Option<u32>) -> RequestInfo {
+        RequestInfo {
+            service: params.service.clone(),
+            mech: Some(mech),
+            lip: params.lip,
+            rip: params.rip,
+            session: params.session.clone(),
+            client_pid,
+            secured: params.secured,
+            debug: params.debug,
+        }
+    }
+
+    /// From the parameters of a master USER/PASS/LIST line.
+    pub fn from_lookup(info: &LookupInfo) -> RequestInfo {
+        RequestInfo {
+            service: info.service.clone(),
+            mech: None,
+            lip: info.get("lip").and_then(|v| v.parse().ok()),
+            rip: info.get("rip").and_then(|v| v.parse().ok()),
+            session: info.get("session").map(str::to_owned),
+            client_pid: None,
+            secured: None,
+            debug: info.get("debug").is_some(),
+        }
+    }
+
+    fn var(&self, var: Var, user: &str, safe: fn(&str) -> String) -> String {
+        let (name, domain) = split_user(user);
+        let ip = |ip: Option<IpAddr>| ip.map(|i| i.to_string()).unwrap_or_default();
+        match var {
+            Var::User => safe(user),
+            Var::Username => safe(name),
+            Var::Domain => safe(domain),
+            Var::Service => safe(&self.service),
+            Var::LocalIp => ip(self.lip),
+            Var::RemoteIp => ip(self.rip),
+            Var::Home => String::new(),
+            Var::Pid => self.client_pid.map(|p| p.to_string()).unwrap_or_default(),
+            Var::Mech => self.mech.unwrap_or_default().to_owned(),
+            Var::Session => safe(self.session.as_deref().unwrap_or_default()),
+            Var::Percent => "%".to_owned(),
+        }
+    }
+}
+
+/// Expands a template whose result is a user name or a field value.
+pub fn expand_for_user(template: &Template, user: &str, info: &RequestInfo) -> String {
+    template.expand(|v| info.var(v, user, str::to_owned))
+}
+
+/// Expands a template whose result is a file path: substituted values lose any `/` and `..`.
+pub fn expand_for_path(template: &Template, user: &str, info: &RequestInfo) -> String {
+    template.expand(|v| info.var(v, user, crate::db::passwd_file::path_safe))
+}
+
+/// The final result of an authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// Authenticated.
+    Success {
+        /// The user name after `username_format` (and any `user` field).
+        user: String,
+        /// The name the mechanism gave, when it differs from `user`.
+        original_user: Option<String>,
+        /// Extra fields for the OK line, in order.
+        fields: Fields,
+    },
+    /// Not authenticated.
+    Failure(Failure),
+}
+
+/// Why an authentication failed: what the peer is told and what is logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The user name, when one is known (`FAIL ... user=`).
+    pub user: Option<String>,
+    /// The name the mechanism gave, when it differs from `user`.
+    pub original_user: Option<String>,
+    /// A `code=` for the peer.
+    pub code: Option<FailCode>,
+    /// Send at once, with a `nodelay` field (only when a surviving field asked for it).
+    pub nodelay: bool,
+    /// For the log line; never sent, never contains a password.
+    pub log_reason: String,
+}
+
+impl Failure {
+    /// A failure that carries only a log reason.
+    pub fn plain(user: Option<String>, log_reason: impl Into<String>) -> Failure {
+        Failure { user, original_user: None, code: None, nodelay: false, log_reason: log_reason.into() }
+    }
+}
+
+/// Global authentication settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `username_format` (default `%Lu`).
+    pub username_format: Template,
+    /// `failure_delay` (default 2 s).
+    pub failure_delay: Duration,
+}
+
+/// The passdbs and userdbs of a running daemon, and the rules for using them.
+#[derive(Debug)]
+pub struct Authenticator {
+    settings: Settings,
+    passdbs: Vec<Arc<dyn Passdb>>,
+    userdbs: Vec<Arc<dyn Userdb>>,
+}
+
+/// Fields a passdb returns that steer the request and never reach a reply.
+const HIDDEN_PASSDB_FIELDS: &[&str] = &["password", "user", "nopassword", "allow_nets", "allow_real_nets", "noauthenticate", "nodelay"];
+
+/// Bytes no password may contain: they would break the line protocol (Dovecot rejects them
+/// before any passdb lookup).
+fn has_illegal_password_bytes(password: &[u8]) -> bool {
+    password.iter().any(|&b| matches!(b, 0x01 | b'\t' | b'\r' | b'\n'))
+}
+
+impl Authenticator {
+    /// An authenticator over built databases.
+    pub fn new(settings: Settings, passdbs: Vec<Arc<dyn Passdb>>, userdbs: Vec<Arc<dyn Userdb>>) -> Authenticator {
+        Authenticator { settings, passdbs, userdbs }
+    }
+
+    /// Builds every database from a validated config.
+    pub fn from_config(config: &crate::config::Config, pool: &crate::blocking::Pool) -> Authenticator {
+        let files = Arc::new(crate::db::passwd_file::Files::default());
+        let passdbs = config.passdbs.iter().map(|p| passdb::build(p, pool, &files)).collect();
+        let userdbs = config.userdbs.iter().map(|u| userdb::build(u, pool, &files)).collect();
+        Authenticator::new(config.auth.clone(), passdbs, userdbs)
+    }
+
+    /// The global settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Applies `username_format` to a name given by a client. `None` when the result is empty.
+    pub fn translate_user(&self, given: &str, info: &RequestInfo) -> Option<String> {
+        let user = expand_for_user(&self.settings.username_format, given, info);
+        (!user.is_empty()).then_some(user)
+    }
+
+    /// Checks a plaintext password through the passdb chain.
+    pub async fn verify_plain(&self, info: &RequestInfo, creds: &PlainCredentials) -> AuthOutcome {
+        let given = creds.authcid.as_str();
+        let Some(user) = self.translate_user(given, info) else {
+            return AuthOutcome::Failure(Failure::plain(Some(given.to_owned()), "empty user name after username_format"));
+        };
+        let original_user = (user != given).then(|| given.to_owned());
+        let fail = |why: &str| {
+            AuthOutcome::Failure(Failure { original_user: original_user.clone(), ..Failure::plain(Some(user.clone()), why) })
+        };
+        if creds.authzid.is_some() {
+            return fail("master user login attempted without master passdbs");
+        }
+        if has_illegal_password_bytes(creds.password.expose()) {
+            return fail("password has illegal characters");
+        }
+        let lookup = passdb::Lookup { user: &user, info };
+        // Dovecot's default chain: success returns, anything else goes on to the next passdb.
+        let mut last = PassdbOutcome::UserUnknown;
+        let mut internal = None;
+        for db in &self.passdbs {
+            let reply = db.verify_plain(lookup, &creds.password).await;
+            match reply.outcome {
+                PassdbOutcome::Ok => {
+                    let mut fields = Fields::new();
+                    let mut user = user.clone();
+                    for (k, v) in reply.fields.iter() {
+                        if k == "user" && !v.is_empty() {
+                            v.clone_into(&mut user);
+                        } else if !HIDDEN_PASSDB_FIELDS.contains(&k) && !k.starts_with("userdb_") {
+                            fields.set(k, v);
+                        }
+                    }
+                    let original_user = (user != given).then(|| given.to_owned());
+                    return AuthOutcome::Success { user, original_user, fields };
+                }
+                PassdbOutcome::InternalFailure(ref why) => {
+                    tracing::error!(driver = db.driver(), user = %user, "passdb failure: {why}");
+                    internal = Some(why.clone());
+                }
+                ref other => last = other.clone(),
+            }
+        }
+        let (code, why) = match (&internal, &last) {
+            (Some(why), _) => (Some(FailCode::TempFail), format!("internal failure: {why}")),
+            (_, PassdbOutcome::UserUnknown) => (None, "unknown user".to_owned()),
+            (_, PassdbOutcome::PasswordMismatch) => (None, "password mismatch".to_owned()),
+            (_, PassdbOutcome::UserDisabled) => (Some(FailCode::UserDisabled), "user disabled".to_owned()),
+            (_, PassdbOutcome::PasswordExpired) => (Some(FailCode::PassExpired), "password expired".to_owned()),
+            (_, PassdbOutcome::SchemeNotAvailable) => (None, "password scheme not available".to_owned()),
+            (_, other) => (None, format!("{other:?}")),
+        };
+        AuthOutcome::Failure(Failure { code, original_user, ..Failure::plain(Some(user.clone()), why) })
+    }
+
+    /// Looks a user up in the userdbs. `authenticated` is true right after a successful AUTH.
+    pub async fn lookup_user(&self, user: &str, info: &RequestInfo, authenticated: bool) -> UserdbOutcome {
+        let mut internal = None;
+        for db in &self.userdbs {
+            if !authenticated && db.needs_passdb_check() {
+                match self.lookup_pass(user, info).await {
+                    PassLookup::Found(_) => {}
+                    PassLookup::NotFound => continue,
+                    PassLookup::Failed(why) => {
+                        internal = Some(why);
+                        continue;
+                    }
+                }
+            }
+            match db.lookup(userdb::Lookup { user, info, authenticated }).await {
+                UserdbOutcome::Found(fields) => return UserdbOutcome::Found(fields),
+                UserdbOutcome::NotFound => {}
+                UserdbOutcome::InternalFailure(why) => {
+                    tracing::error!(driver = db.driver(), user, "userdb failure: {why}");
+                    internal = Some(why);
+                }
+            }
+        }
+        match internal {
+            Some(why) => UserdbOutcome::InternalFailure(why),
+            None => UserdbOutcome::NotFound,
+        }
+    }
+
+    /// A passdb lookup without a password (master `PASS`).
+    pub async fn lookup_pass(&self, user: &str, info: &RequestInfo) -> PassLookup {
+        let mut internal = None;
+        for db in &self.passdbs {
+            let reply = db.lookup(passdb::Lookup { user, info }).await;
+            match reply.outcome {
+                PassdbOutcome::Ok => {
+                    let fields: Vec<(String, String)> = reply
+                        .fields
+                        .iter()
+                        .filter(|(k, _)| !HIDDEN_PASSDB_FIELDS.contains(k) && !k.starts_with("userdb_"))
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect();
+                    return PassLookup::Found(fields.into());
+                }
+                PassdbOutcome::InternalFailure(why) => internal = Some(why),
+                _ => {}
+            }
+        }
+        match internal {
+            Some(why) => PassLookup::Failed(why),
+            None => PassLookup::NotFound,
+        }
+    }
+
+    /// Every user of every userdb that can iterate. `Err` when one failed or none can.
+    pub async fn list_users(&self) -> Result<Vec<String>, String> {
+        let mut all = Vec::new();
+        let mut any = false;
+        for db in &self.userdbs {
+            match db.iterate().await {
+                Some(Ok(users)) => {
+                    any = true;
+                    all.extend(users);
+                }
+                Some(Err(why)) => return Err(why),
+                None => {}
+            }
+        }
+        if any { Ok(all) } else { Err("no userdb can list users".into()) }
+    }
+}
+
+/// The result of a passdb lookup without a password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassLookup {
+    /// Found, with its (visible) fields.
+    Found(Fields),
+    /// No passdb knows the user.
+    NotFound,
+    /// A passdb could not answer.
+    Failed(String),
+}

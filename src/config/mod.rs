@@ -1,0 +1,486 @@
+//! Configuration: YAML loaded in two stages.
+//!
+//! [`raw`] mirrors the file with serde (unknown keys are errors). [`validate`] turns it into a
+//! [`Config`] whose values are typed: durations, octal modes, parsed `%variable` templates,
+//! mechanism descriptors and scheme ids, paths resolved against the config file's folder. Every
+//! error names the file, the line and the setting, and says what to do. The YAML crate is used in
+//! this module only, so it can be swapped in one place.
+
+mod locate;
+mod raw;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use locate::Seg;
+
+use crate::auth::var::Template;
+use crate::sasl::{self, MechInfo, PassdbNeed};
+use crate::scheme::Scheme;
+
+/// The configuration used when `saslgate` runs without `--config`: sockets under `./run/`, a
+/// demo passwd-file beside it. Its users are listed in the README.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../conf.example/minimal.yaml");
+/// The demo passwd-file of the embedded default (written to `./run/users.passwd`).
+pub const EMBEDDED_USERS: &str = include_str!("../../conf.example/users.passwd");
+
+/// A configuration error, with where it is and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file (or `<embedded default>`).
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The setting, as a path (`passdbs[0].scheme`).
+    pub setting: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}: {}", self.file, line, self.setting, self.message),
+            None => write!(f, "{}: {}: {}", self.file, self.setting, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// Client protocol, auth-only (Postfix, Exim, `doveadm auth test`).
+    Client,
+    /// Client protocol for login processes: OK'd requests wait for a master REQUEST.
+    Login,
+    /// Master protocol: REQUEST, USER, PASS, LIST, CACHE-FLUSH.
+    Master,
+    /// Master protocol limited to USER, PASS, LIST.
+    Userdb,
+}
+
+impl ListenerKind {
+    /// Dovecot's rule: the text after the last `-` of the file name (or the whole name).
+    pub fn from_socket_name(path: &Path) -> ListenerKind {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let suffix = name.rsplit('-').next().unwrap_or_default();
+        match suffix {
+            "login" => ListenerKind::Login,
+            "master" => ListenerKind::Master,
+            "userdb" => ListenerKind::Userdb,
+            _ => ListenerKind::Client,
+        }
+    }
+
+    /// Whether this listener speaks the client protocol.
+    pub fn is_client(self) -> bool {
+        matches!(self, ListenerKind::Client | ListenerKind::Login)
+    }
+}
+
+/// One Unix socket to listen on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// The socket path (absolute).
+    pub path: PathBuf,
+    /// What it speaks.
+    pub kind: ListenerKind,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner, by name.
+    pub user: Option<String>,
+    /// Group, by name.
+    pub group: Option<String>,
+}
+
+/// A validated passdb block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassdbConfig {
+    /// `driver: passwd-file`.
+    PasswdFile {
+        /// The file (may hold `%variables`).
+        path: Template,
+        /// Scheme of passwords without a `{SCHEME}` prefix (default CRYPT).
+        scheme: Scheme,
+        /// The key looked up in the file (default `%u`).
+        username_format: Template,
+    },
+}
+
+/// A validated userdb block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserdbConfig {
+    /// `driver: passwd-file`.
+    PasswdFile {
+        /// The file (may hold `%variables`).
+        path: Template,
+        /// The key looked up in the file (default `%u`).
+        username_format: Template,
+    },
+    /// `driver: static`.
+    Static {
+        /// Field templates.
+        fields: Vec<(String, Template)>,
+        /// Answer for any user name without asking the passdbs whether it exists.
+        allow_all_users: bool,
+    },
+}
+
+/// Resource limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once, over all listeners.
+    pub max_connections: usize,
+    /// Requests in flight on one connection.
+    pub max_requests_per_connection: usize,
+}
+
+/// The blocking pool's size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Worker threads; 0 means one per core.
+    pub threads: usize,
+    /// Jobs that may wait; beyond, new expensive work fails at once (temporary failure).
+    pub queue: usize,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from (for messages).
+    pub source: String,
+    /// The folder relative paths were resolved against.
+    pub base_dir: PathBuf,
+    /// Drop to this user after binding the sockets.
+    pub user: Option<String>,
+    /// Drop to this group after binding the sockets.
+    pub group: Option<String>,
+    /// The sockets.
+    pub listeners: Vec<ListenerConfig>,
+    /// Mechanisms offered, in order.
+    pub mechanisms: Vec<&'static MechInfo>,
+    /// Global authentication settings.
+    pub auth: crate::auth::Settings,
+    /// Limits.
+    pub limits: Limits,
+    /// Pool size.
+    pub pool: PoolConfig,
+    /// Default log filter (`info`, `debug`, or a tracing filter).
+    pub log_level: String,
+    /// Password databases, in chain order.
+    pub passdbs: Vec<PassdbConfig>,
+    /// User databases, in chain order.
+    pub userdbs: Vec<UserdbConfig>,
+}
+
+/// Loads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: file.clone(),
+        line: None,
+        setting: "(file)".into(),
+        message: format!("cannot read the config file: {e}"),
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+    let base = std::fs::canonicalize(&base).unwrap_or(base);
+    parse(&text, &file, &base)
+}
+
+/// Parses and validates config text. Relative paths resolve against `base_dir`.
+pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+    let raw: raw::Root = if text.trim().is_empty() {
+        raw::Root::default()
+    } else {
+        serde_norway::from_str(text).map_err(|e| ConfigError {
+            file: file.to_owned(),
+            line: e.location().map(|l| l.line()),
+            setting: "(syntax)".into(),
+            message: format!("{e}; see conf.example/saslgate.yaml for every setting"),
+        })?
+    };
+    Validator { text, file, base_dir }.config(raw)
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    file: &'a str,
+    base_dir: &'a Path,
+}
+
+fn setting_name(path: &[Seg]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) if out.is_empty() => out.push_str(k),
+            Seg::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Seg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+fn key(k: &str) -> Seg {
+    Seg::Key(k.to_owned())
+}
+
+impl Validator<'_> {
+    fn err(&self, path: &[Seg], message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_owned(),
+            line: locate::line_of(self.text, path),
+            setting: setting_name(path),
+            message: message.into(),
+        }
+    }
+
+    fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() { p.to_owned() } else { self.base_dir.join(p) }
+    }
+
+    fn template(&self, path: &[Seg], value: &str) -> Result<Template, ConfigError> {
+        Template::parse(value).map_err(|e| self.err(path, format!("{e}; known variables: %u %n %d %s %l %r %h %p %m %{{session}}, modifiers L and U, %% for a literal %")))
+    }
+
+    fn config(&self, raw: raw::Root) -> Result<Config, ConfigError> {
+        let listeners = self.listeners(&raw.listeners)?;
+        let mechanisms = self.mechanisms(raw.auth.mechanisms.as_deref())?;
+        let failure_delay = match &raw.auth.failure_delay {
+            None => Duration::from_secs(2),
+            Some(d) => parse_duration(d).ok_or_else(|| {
+                self.err(&[key("auth"), key("failure_delay")], format!("`{d}` is not a duration; write e.g. 2s, 500ms or 0s"))
+            })?,
+        };
+        if failure_delay > Duration::from_secs(8) {
+            return Err(self.err(&[key("auth"), key("failure_delay")], "more than 8s would run into Postfix's 10s reply timeout; use at most 8s"));
+        }
+        let username_format = self.template(&[key("auth"), key("username_format")], raw.auth.username_format.as_deref().unwrap_or("%Lu"))?;
+        let passdbs = raw
+            .passdbs
+            .iter()
+            .enumerate()
+            .map(|(i, db)| self.passdb(&[key("passdbs"), Seg::Index(i)], db))
+            .collect::<Result<Vec<_>, _>>()?;
+        let userdbs = raw
+            .userdbs
+            .iter()
+            .enumerate()
+            .map(|(i, db)| self.userdb(&[key("userdbs"), Seg::Index(i)], db))
+            .collect::<Result<Vec<_>, _>>()?;
+        if passdbs.is_empty() && mechanisms.iter().any(|m| m.need == PassdbNeed::VerifyPlain) {
+            return Err(self.err(&[key("passdbs")], "no passdb is configured, so no mechanism can check a password; add a passdb (e.g. `- { driver: passwd-file, path: users.passwd }`)"));
+        }
+        let limits = Limits {
+            max_connections: positive(raw.limits.max_connections, 1000).map_err(|m| self.err(&[key("limits"), key("max_connections")], m))?,
+            max_requests_per_connection: positive(raw.limits.max_requests_per_connection, 256)
+                .map_err(|m| self.err(&[key("limits"), key("max_requests_per_connection")], m))?,
+        };
+        let pool = PoolConfig {
+            threads: raw.pool.threads.unwrap_or(0),
+            queue: positive(raw.pool.queue, 4096).map_err(|m| self.err(&[key("pool"), key("queue")], m))?,
+        };
+        let log_level = raw.log.level.unwrap_or_else(|| "info".to_owned());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(self.err(&[key("log"), key("level")], format!("`{log_level}` is not a log level; use error, warn, info, debug or trace")));
+        }
+        Ok(Config {
+            source: self.file.to_owned(),
+            base_dir: self.base_dir.to_owned(),
+            user: raw.user,
+            group: raw.group,
+            listeners,
+            mechanisms,
+            auth: crate::auth::Settings { username_format, failure_delay },
+            limits,
+            pool,
+            log_level,
+            passdbs,
+            userdbs,
+        })
+    }
+
+    fn listeners(&self, raw: &[raw::Listener]) -> Result<Vec<ListenerConfig>, ConfigError> {
+        if raw.is_empty() {
+            return Err(self.err(&[key("listeners")], "no listeners; add one, e.g. `- { path: run/auth-client, type: client, mode: \"0660\" }`"));
+        }
+        let mut out: Vec<ListenerConfig> = Vec::new();
+        for (i, l) in raw.iter().enumerate() {
+            let at = |k: &str| vec![key("listeners"), Seg::Index(i), key(k)];
+            if l.path.is_empty() {
+                return Err(self.err(&at("path"), "empty socket path"));
+            }
+            let path = self.resolve(&l.path);
+            if out.iter().any(|o| o.path == path) {
+                return Err(self.err(&at("path"), format!("{} is already used by another listener", path.display())));
+            }
+            let kind = match l.kind.as_deref() {
+                None => ListenerKind::from_socket_name(&path),
+                Some("client") => ListenerKind::Client,
+                Some("login") => ListenerKind::Login,
+                Some("master") => ListenerKind::Master,
+                Some("userdb") => ListenerKind::Userdb,
+                Some(other) => return Err(self.err(&at("type"), format!("unknown listener type `{other}`; use client, login, master or userdb"))),
+            };
+            let mode = match &l.mode {
+                None => 0o600,
+                Some(serde_norway::Value::String(s)) => parse_mode(s).ok_or_else(|| self.err(&at("mode"), format!("`{s}` is not an octal mode; write it quoted, like \"0660\"")))?,
+                Some(_) => return Err(self.err(&at("mode"), "write the mode as a quoted octal string, like \"0660\" (an unquoted number is ambiguous in YAML)")),
+            };
+            out.push(ListenerConfig { path, kind, mode, user: l.user.clone(), group: l.group.clone() });
+        }
+        Ok(out)
+    }
+
+    fn mechanisms(&self, raw: Option<&[String]>) -> Result<Vec<&'static MechInfo>, ConfigError> {
+        let names: Vec<String> = match raw {
+            None => vec!["plain".into(), "login".into()],
+            Some(list) => list.to_vec(),
+        };
+        let mut out: Vec<&'static MechInfo> = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let mech = sasl::lookup(name).ok_or_else(|| {
+                let known: Vec<&str> = sasl::MECHANISMS.iter().map(|m| m.name).collect();
+                self.err(&[key("auth"), key("mechanisms"), Seg::Index(i)], format!("unknown mechanism `{name}`; this build knows {}", known.join(", ")))
+            })?;
+            if !out.iter().any(|m| m.name == mech.name) {
+                out.push(mech);
+            }
+        }
+        if out.is_empty() {
+            return Err(self.err(&[key("auth"), key("mechanisms")], "no mechanisms; list at least one, e.g. [plain, login]"));
+        }
+        Ok(out)
+    }
+
+    fn only(&self, at: &[Seg], db: &raw::Db, allowed: &[&str]) -> Result<(), ConfigError> {
+        let present = [
+            ("path", db.path.is_some()),
+            ("scheme", db.scheme.is_some()),
+            ("username_format", db.username_format.is_some()),
+            ("fields", db.fields.is_some()),
+            ("allow_all_users", db.allow_all_users.is_some()),
+        ];
+        for (name, set) in present {
+            if set && !allowed.contains(&name) {
+                let mut p = at.to_vec();
+                p.push(key(name));
+                return Err(self.err(&p, format!("`{name}` is not a setting of driver {}; it takes: driver, {}", db.driver, allowed.join(", "))));
+            }
+        }
+        Ok(())
+    }
+
+    fn path_template(&self, at: &[Seg], db: &raw::Db) -> Result<Template, ConfigError> {
+        let mut p = at.to_vec();
+        p.push(key("path"));
+        let raw = db.path.as_deref().ok_or_else(|| self.err(&p, format!("driver {} needs `path`, the passwd-file to read", db.driver)))?;
+        let resolved = self.resolve(raw);
+        let template = self.template(&p, &resolved.to_string_lossy())?;
+        if template.uses(crate::auth::var::Var::User) || template.uses(crate::auth::var::Var::Domain) || template.uses(crate::auth::var::Var::Username) {
+            return Ok(template);
+        }
+        if !resolved.exists() {
+            return Err(self.err(&p, format!("{} does not exist; create it (format: user:{{SCHEME}}password:uid:gid::home::extra_fields)", resolved.display())));
+        }
+        Ok(template)
+    }
+
+    fn username_format(&self, at: &[Seg], db: &raw::Db) -> Result<Template, ConfigError> {
+        let mut p = at.to_vec();
+        p.push(key("username_format"));
+        self.template(&p, db.username_format.as_deref().unwrap_or("%u"))
+    }
+
+    fn passdb(&self, at: &[Seg], db: &raw::Db) -> Result<PassdbConfig, ConfigError> {
+        match db.driver.as_str() {
+            "passwd-file" => {
+                self.only(at, db, &["path", "scheme", "username_format"])?;
+                let mut p = at.to_vec();
+                p.push(key("scheme"));
+                let scheme = match &db.scheme {
+                    None => Scheme::Crypt,
+                    Some(s) => s.parse::<Scheme>().map_err(|_| self.err(&p, format!("unknown password scheme `{s}`; `saslgate pw -l` lists them")))?,
+                };
+                Ok(PassdbConfig::PasswdFile { path: self.path_template(at, db)?, scheme, username_format: self.username_format(at, db)? })
+            }
+            other => {
+                let mut p = at.to_vec();
+                p.push(key("driver"));
+                Err(self.err(&p, format!("unknown passdb driver `{other}`; this build has: passwd-file")))
+            }
+        }
+    }
+
+    fn userdb(&self, at: &[Seg], db: &raw::Db) -> Result<UserdbConfig, ConfigError> {
+        match db.driver.as_str() {
+            "passwd-file" => {
+                self.only(at, db, &["path", "username_format"])?;
+                Ok(UserdbConfig::PasswdFile { path: self.path_template(at, db)?, username_format: self.username_format(at, db)? })
+            }
+            "static" => {
+                self.only(at, db, &["fields", "allow_all_users"])?;
+                let mut fields = Vec::new();
+                for (k, v) in db.fields.iter().flatten() {
+                    let mut p = at.to_vec();
+                    p.extend([key("fields"), key(k)]);
+                    let text = match v {
+                        serde_norway::Value::String(s) => s.clone(),
+                        serde_norway::Value::Number(n) => n.to_string(),
+                        serde_norway::Value::Bool(b) => if *b { "yes".into() } else { "no".into() },
+                        serde_norway::Value::Null => String::new(),
+                        _ => return Err(self.err(&p, "a field value must be a string or a number")),
+                    };
+                    fields.push((k.clone(), self.template(&p, &text)?));
+                }
+                Ok(UserdbConfig::Static { fields, allow_all_users: db.allow_all_users.unwrap_or(false) })
+            }
+            other => {
+                let mut p = at.to_vec();
+                p.push(key("driver"));
+                Err(self.err(&p, format!("unknown userdb driver `{other}`; this build has: passwd-file, static")))
+            }
+        }
+    }
+}
+
+fn positive(value: Option<usize>, default: usize) -> Result<usize, String> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err("must be at least 1".into()),
+        Some(n) => Ok(n),
+    }
+}
+
+/// Parses `2s`, `500ms`, `1m`, `0`, or Dovecot's `2 secs`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let number: u64 = text[..digits].parse().ok()?;
+    let unit = text[digits..].trim();
+    let ms = match unit {
+        "" if number == 0 => 0,
+        "ms" | "msec" | "msecs" => number,
+        "s" | "sec" | "secs" | "second" | "seconds" => number.checked_mul(1000)?,
+        "m" | "min" | "mins" | "minute" | "minutes" => number.checked_mul(60_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
+}
+
+fn parse_mode(text: &str) -> Option<u32> {
+    if text.is_empty() || text.len() > 4 || !text.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    u32::from_str_radix(text, 8).ok()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,79 @@
+//! The serde mirror of the YAML file: every key an admin may write, nothing validated yet
+//! beyond types. Unknown keys are errors (a typo must not be silently ignored).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Root {
+    pub(crate) user: Option<String>,
+    pub(crate) group: Option<String>,
+    #[serde(default)]
+    pub(crate) listeners: Vec<Listener>,
+    #[serde(default)]
+    pub(crate) auth: Auth,
+    #[serde(default)]
+    pub(crate) limits: Limits,
+    #[serde(default)]
+    pub(crate) pool: Pool,
+    #[serde(default)]
+    pub(crate) log: Log,
+    #[serde(default)]
+    pub(crate) passdbs: Vec<Db>,
+    #[serde(default)]
+    pub(crate) userdbs: Vec<Db>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Listener {
+    pub(crate) path: String,
+    #[serde(rename = "type")]
+    pub(crate) kind: Option<String>,
+    pub(crate) mode: Option<serde_norway::Value>,
+    pub(crate) user: Option<String>,
+    pub(crate) group: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Auth {
+    pub(crate) mechanisms: Option<Vec<String>>,
+    pub(crate) failure_delay: Option<String>,
+    pub(crate) username_format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Limits {
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) max_requests_per_connection: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Pool {
+    pub(crate) threads: Option<usize>,
+    pub(crate) queue: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Log {
+    pub(crate) level: Option<String>,
+}
+
+/// A passdb or userdb block. Every driver's keys are here; which ones a driver takes is checked
+/// during validation, so an error can say "`scheme` is not a setting of driver static".
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Db {
+    pub(crate) driver: String,
+    pub(crate) path: Option<String>,
+    pub(crate) scheme: Option<String>,
+    pub(crate) username_format: Option<String>,
+    pub(crate) fields: Option<BTreeMap<String, serde_norway::Value>>,
+    pub(crate) allow_all_users: Option<bool>,
+}

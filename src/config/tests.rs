@@ -1,0 +1,118 @@
+//! Config loading: good files, and bad ones whose errors must name file, line and setting.
+
+use super::*;
+
+fn dir_with_users() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users.passwd"), "a:{PLAIN}x\n").unwrap();
+    dir
+}
+
+fn load_text(text: &str) -> Result<Config, ConfigError> {
+    let dir = dir_with_users();
+    parse(text, "test.yaml", dir.path())
+}
+
+const GOOD: &str = "listeners:\n  - { path: run/auth-client, type: client, mode: \"0660\" }\nauth:\n  mechanisms: [plain, login]\n  failure_delay: 2s\n  username_format: \"%Lu\"\npassdbs:\n  - { driver: passwd-file, path: users.passwd, scheme: CRYPT }\nuserdbs:\n  - { driver: static, fields: { uid: \"1000\", gid: 1000, home: \"/var/mail/%d/%n\" } }\n";
+
+#[test]
+fn the_issue_example_loads() {
+    let dir = dir_with_users();
+    let c = parse(GOOD, "test.yaml", dir.path()).unwrap();
+    assert_eq!(c.listeners[0].path, dir.path().join("run/auth-client"));
+    assert_eq!(c.listeners[0].kind, ListenerKind::Client);
+    assert_eq!(c.listeners[0].mode, 0o660);
+    assert_eq!(c.mechanisms.iter().map(|m| m.name).collect::<Vec<_>>(), ["PLAIN", "LOGIN"]);
+    assert_eq!(c.auth.failure_delay, Duration::from_secs(2));
+    assert_eq!(c.passdbs.len(), 1);
+    let UserdbConfig::Static { fields, allow_all_users } = &c.userdbs[0] else { panic!() };
+    assert!(!allow_all_users);
+    assert_eq!(fields.iter().map(|(k, v)| (k.as_str(), v.source())).collect::<Vec<_>>(), [("gid", "1000"), ("home", "/var/mail/%d/%n"), ("uid", "1000")]);
+}
+
+#[test]
+fn listener_type_defaults_to_dovecots_name_rule() {
+    for (name, kind) in [
+        ("auth-client", ListenerKind::Client),
+        ("auth", ListenerKind::Client),
+        ("login", ListenerKind::Login),
+        ("auth-login", ListenerKind::Login),
+        ("auth-master", ListenerKind::Master),
+        ("ext-userdb", ListenerKind::Userdb),
+        ("tokenlogin", ListenerKind::Client),
+    ] {
+        assert_eq!(ListenerKind::from_socket_name(Path::new(name)), kind, "{name}");
+    }
+}
+
+#[test]
+fn errors_name_file_line_and_setting() {
+    let cases: &[(&str, usize, &str, &str)] = &[
+        ("listeners:\n  - { path: a, mode: 660 }\npassdbs:\n  - { driver: passwd-file, path: users.passwd }\n", 2, "listeners[0].mode", "quoted"),
+        ("listeners:\n  - { path: a, type: bogus }\n", 2, "listeners[0].type", "client, login"),
+        ("listeners:\n  - { path: a }\nauth:\n  failure_delay: soon\npassdbs:\n  - { driver: passwd-file, path: users.passwd }\n", 4, "auth.failure_delay", "2s"),
+        ("listeners:\n  - { path: a }\nauth:\n  mechanisms: [plain, nope]\n", 4, "auth.mechanisms[1]", "unknown mechanism"),
+        ("listeners:\n  - { path: a }\npassdbs:\n  - driver: passwd-file\n    path: users.passwd\n    scheme: NOPE\n", 6, "passdbs[0].scheme", "pw -l"),
+        ("listeners:\n  - { path: a }\npassdbs:\n  - { driver: ldapx }\n", 4, "passdbs[0].driver", "unknown passdb driver"),
+        ("listeners:\n  - { path: a }\npassdbs:\n  - { driver: passwd-file, path: missing.passwd }\n", 4, "passdbs[0].path", "does not exist"),
+        ("listeners:\n  - { path: a }\npassdbs:\n  - { driver: passwd-file, path: users.passwd, fields: {} }\n", 4, "passdbs[0].fields", "not a setting of driver passwd-file"),
+        ("listeners:\n  - { path: a }\npassdbs:\n  - { driver: passwd-file, path: users.passwd }\nuserdbs:\n  - { driver: static, fields: { home: \"%q\" } }\n", 6, "userdbs[0].fields.home", "unknown variable"),
+        ("listeners:\n  - { path: a }\n  - { path: a }\n", 3, "listeners[1].path", "already used"),
+        ("listeners:\n  - { path: a }\n", 0, "passdbs", "no passdb"),
+        ("listeners: []\n", 1, "listeners", "no listeners"),
+        ("listeners:\n  - { path: a }\nauth:\n  failure_delay: 9s\n", 4, "auth.failure_delay", "Postfix"),
+    ];
+    for (text, line, setting, hint) in cases {
+        let err = load_text(text).unwrap_err();
+        assert_eq!(err.setting, *setting, "{text}: {err}");
+        if *line > 0 {
+            assert_eq!(err.line, Some(*line), "{text}: {err}");
+        }
+        assert!(err.to_string().contains(hint), "{text}: {err}");
+        assert!(err.to_string().starts_with("test.yaml:"), "{err}");
+    }
+}
+
+#[test]
+fn syntax_and_unknown_keys_have_lines() {
+    let err = load_text("listeners:\n  - { path: a }\nauht:\n  x: 1\n").unwrap_err();
+    assert_eq!(err.line, Some(3), "{err}");
+    assert!(err.message.contains("auht"), "{err}");
+    let err = load_text("listeners: [\n").unwrap_err();
+    assert!(err.line.is_some(), "{err}");
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+    assert_eq!(parse_duration("2 secs"), Some(Duration::from_secs(2)));
+    assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+    assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+    assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
+    for bad in ["", "s", "2", "-1s", "2 parsecs", "99999999999999999999s"] {
+        assert_eq!(parse_duration(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn every_example_config_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf.example");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            load(&path).unwrap_or_else(|e| panic!("{e}"));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 2, "conf.example/ should hold minimal.yaml and saslgate.yaml");
+}
+
+#[test]
+fn embedded_default_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users.passwd"), EMBEDDED_USERS).unwrap();
+    let c = parse(EMBEDDED_DEFAULT, "<embedded default>", dir.path()).unwrap();
+    assert_eq!(c.listeners.len(), 4);
+    assert_eq!(c.listeners.iter().map(|l| l.kind).collect::<Vec<_>>(), [ListenerKind::Client, ListenerKind::Login, ListenerKind::Master, ListenerKind::Userdb]);
+}

@@ -1,0 +1,117 @@
+//! The `saslgate` binary: parse the command line, then run the daemon or a tool.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use saslgate::config::{self, Config};
+use saslgate::server::{self, listener};
+
+#[derive(Parser)]
+#[command(name = "saslgate", version, about = "SASL authentication daemon speaking Dovecot's auth protocol")]
+struct Cli {
+    /// Config file (YAML). Without it, an embedded demo config runs with sockets under ./run/.
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check the config file and exit (0 when it is valid).
+    Check,
+    /// Load generator: authenticate over the client protocol as fast as possible.
+    Bench(saslgate::bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => run_daemon(cli.config),
+        Some(Command::Check) => check(cli.config),
+        Some(Command::Bench(args)) => saslgate::bench::main(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("saslgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
+    match path {
+        Some(path) => Ok(config::load(&path)?),
+        None => {
+            let dir = std::env::current_dir()?.join("run");
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let users = dir.join("users.passwd");
+            if !users.exists() {
+                std::fs::write(&users, config::EMBEDDED_USERS).with_context(|| format!("cannot write {}", users.display()))?;
+            }
+            Ok(config::parse(config::EMBEDDED_DEFAULT, "<embedded default>", &dir)?)
+        }
+    }
+}
+
+fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let config = load_config(path)?;
+    println!("{}: ok ({} listeners, {} passdbs, {} userdbs)", config.source, config.listeners.len(), config.passdbs.len(), config.userdbs.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SASLGATE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    use std::io::IsTerminal as _;
+    let ansi = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+}
+
+fn run_daemon(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let config = load_config(path)?;
+    init_logging(&config.log_level);
+    // 1. Bind every socket while still privileged, before any thread exists.
+    let mut bound = Vec::new();
+    for l in &config.listeners {
+        bound.push((listener::bind(l)?, l.clone()));
+    }
+    // 2. Drop privileges before a single client byte is read.
+    listener::drop_privileges(config.user.as_deref(), config.group.as_deref())?;
+    // 3. Start the blocking pool and the runtime.
+    let pool = saslgate::blocking::Pool::new(config.pool.threads, config.pool.queue).context("cannot start the blocking pool")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let auth = Arc::new(saslgate::auth::Authenticator::from_config(&config, &pool));
+        let shared = Arc::new(server::Shared::new(&config, auth));
+        let mut listeners = Vec::new();
+        for (l, c) in bound {
+            listeners.push((listener::into_tokio(l)?, c));
+        }
+        for l in &config.listeners {
+            tracing::info!(socket = %l.path.display(), kind = ?l.kind, "listening");
+        }
+        tracing::info!(config = %config.source, pool_threads = pool.threads(), "saslgate started");
+        server::run(listeners, shared, config.limits.max_connections, shutdown_signal()).await;
+        anyhow::Ok(())
+    })?;
+    listener::remove_sockets(&config.listeners);
+    tracing::info!("saslgate stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,431 @@
+//! One client-protocol connection (auth-client, login sockets).
+//!
+//! The reader task parses lines and routes them; every AUTH runs as a task of its own that owns
+//! its mechanism and talks back through the connection's single writer. A request stays in the
+//! connection's table until its final reply is written, so a CANCEL, a CONT at the wrong time or
+//! the end of the connection can stop it, and a stopped request never writes again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use super::{FinishedLogin, LoginConnection, Shared};
+use crate::auth::{AuthOutcome, Failure, RequestInfo};
+use crate::protocol::base64;
+use crate::protocol::client::{self as wire, ClientCommand, InitialResponse, Reply};
+use crate::protocol::line::{next_line, Frame};
+use crate::protocol::{sanitize, FailCode, ProtocolError, RequestId, CLIENT_MAX_LINE};
+use crate::sasl::{MechInfo, Step};
+
+/// Replies queued for the writer before request tasks wait for room.
+const WRITE_QUEUE: usize = 256;
+
+struct Slot {
+    cont: mpsc::Sender<Vec<u8>>,
+    awaiting_cont: Arc<AtomicBool>,
+    task: Option<AbortHandle>,
+}
+
+/// The connection's live requests. A std Mutex: every critical section is a map operation.
+#[derive(Default)]
+struct Requests(Mutex<HashMap<u32, Slot>>);
+
+impl Requests {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Slot>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Removes the request; true when it was still live (so its reply may be written).
+    fn finish(&self, id: u32) -> bool {
+        self.lock().remove(&id).is_some()
+    }
+}
+
+/// Serves one client-protocol connection until the peer leaves or breaks the protocol.
+pub async fn serve<S>(stream: S, shared: Arc<Shared>, login: bool)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    let cuid = shared.next_cuid();
+    let cookie: [u8; 16] = rand::random();
+    let mechs: Vec<(&str, Vec<&str>)> = shared.mechanisms.iter().map(|m| (m.name, m.flags.to_vec())).collect();
+    let handshake = wire::handshake(&mechs, shared.spid, cuid, &cookie);
+    let writer_task = tokio::spawn(async move {
+        if writer.write_all(&handshake).await.is_err() {
+            return;
+        }
+        while let Some(line) = rx.recv().await {
+            if writer.write_all(&line).await.is_err() {
+                return;
+            }
+            // Write everything already queued before flushing.
+            while let Ok(more) = rx.try_recv() {
+                if writer.write_all(&more).await.is_err() {
+                    return;
+                }
+            }
+            if writer.flush().await.is_err() {
+                return;
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+
+    let requests = Arc::new(Requests::default());
+    let mut conn = Connection { shared: Arc::clone(&shared), tx, requests: Arc::clone(&requests), login, cookie, minor: 0, cpid: None, login_entry: None };
+    if let Err(e) = conn.read_loop(&mut reader).await {
+        tracing::warn!(cuid, "closing client connection: {e}");
+    }
+    // The peer is gone or broke the protocol: stop its requests; their replies are discarded.
+    for (_, slot) in requests.lock().drain() {
+        if let Some(task) = slot.task {
+            task.abort();
+        }
+    }
+    if let (Some(cpid), Some(entry)) = (conn.cpid, &conn.login_entry) {
+        let mut logins = shared.logins();
+        if logins.get(&cpid).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+            logins.remove(&cpid);
+        }
+    }
+    drop(conn);
+    let _ = writer_task.await;
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Vec<u8>>,
+    requests: Arc<Requests>,
+    login: bool,
+    cookie: [u8; 16],
+    minor: u32,
+    cpid: Option<u32>,
+    login_entry: Option<Arc<LoginConnection>>,
+}
+
+enum Phase {
+    ExpectVersion,
+    ExpectCpid,
+    Commands,
+}
+
+impl Connection {
+    async fn read_loop<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> Result<(), ProtocolError> {
+        let mut buf: Vec<u8> = Vec::with_capacity(4096);
+        let mut phase = Phase::ExpectVersion;
+        loop {
+            loop {
+                let (len, consumed) = match next_line(&buf, CLIENT_MAX_LINE)? {
+                    Frame::Incomplete => break,
+                    Frame::Line { len, consumed } => (len, consumed),
+                };
+                let line = &buf[..len];
+                phase = match phase {
+                    Phase::ExpectVersion => {
+                        self.minor = wire::parse_version(line)?.1;
+                        Phase::ExpectCpid
+                    }
+                    Phase::ExpectCpid => {
+                        let cpid = wire::parse_cpid(line)?;
+                        self.register_cpid(cpid)?;
+                        Phase::Commands
+                    }
+                    Phase::Commands => {
+                        let cmd = ClientCommand::parse(line)?;
+                        self.command(cmd).await?;
+                        Phase::Commands
+                    }
+                };
+                buf.drain(..consumed);
+            }
+            let start = buf.len();
+            // Read at most up to the line limit; `next_line` rejects a full buffer without LF.
+            buf.resize(CLIENT_MAX_LINE, 0);
+            let n = match reader.read(&mut buf[start..]).await {
+                Ok(n) => n,
+                Err(_) => 0,
+            };
+            buf.truncate(start + n);
+            if n == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    fn register_cpid(&mut self, cpid: u32) -> Result<(), ProtocolError> {
+        if !self.login {
+            return Ok(()); // auth-only sockets forget the CPID, as Dovecot does
+        }
+        let entry = Arc::new(LoginConnection { cookie: self.cookie, finished: Mutex::new(HashMap::new()) });
+        let mut logins = self.shared.logins();
+        if logins.contains_key(&cpid) {
+            return Err(ProtocolError::Handshake(format!("CPID {cpid} belongs to a live connection")));
+        }
+        logins.insert(cpid, Arc::clone(&entry));
+        self.cpid = Some(cpid);
+        self.login_entry = Some(entry);
+        Ok(())
+    }
+
+    async fn send(&self, line: Vec<u8>) {
+        let _ = self.tx.send(line).await;
+    }
+
+    async fn command(&mut self, cmd: ClientCommand) -> Result<(), ProtocolError> {
+        match cmd {
+            ClientCommand::Auth(auth) => {
+                let id = auth.id.0;
+                let mech = self
+                    .shared
+                    .mechanisms
+                    .iter()
+                    .copied()
+                    .find(|m| m.name.eq_ignore_ascii_case(&auth.mechanism))
+                    .ok_or_else(|| ProtocolError::broken("AUTH", format!("unsupported mechanism {}", sanitize(auth.mechanism.as_bytes(), 32))))?;
+                let initial = match auth.resp {
+                    InitialResponse::Absent => None,
+                    InitialResponse::EmptyValue if self.minor < crate::protocol::MINOR_EMPTY_RESP_IS_EMPTY => None,
+                    InitialResponse::EmptyValue => Some(Vec::new()),
+                    InitialResponse::Base64(text) => Some(text),
+                };
+                let (cont_tx, cont_rx) = mpsc::channel(1);
+                let awaiting = Arc::new(AtomicBool::new(false));
+                let admitted = {
+                    let mut requests = self.requests.lock();
+                    if requests.contains_key(&id) {
+                        return Err(ProtocolError::broken("AUTH", format!("duplicate id {id}")));
+                    }
+                    let room = requests.len() < self.shared.max_requests_per_connection;
+                    if room {
+                        requests.insert(id, Slot { cont: cont_tx, awaiting_cont: Arc::clone(&awaiting), task: None });
+                    }
+                    room
+                };
+                if !admitted {
+                    tracing::warn!(id, "too many requests in flight on one connection");
+                    let line = Reply::new("FAIL", id).code(FailCode::TempFail).field("reason", b"Too many requests in flight").finish();
+                    self.send(line).await;
+                    return Ok(());
+                }
+                let request = Request {
+                    id: auth.id,
+                    mech,
+                    info: RequestInfo::from_auth(&auth.params, mech.name, self.cpid),
+                    no_penalty: auth.params.no_penalty,
+                    shared: Arc::clone(&self.shared),
+                    tx: self.tx.clone(),
+                    requests: Arc::clone(&self.requests),
+                    awaiting,
+                    login: self.login_entry.clone(),
+                };
+                let timeout = self.shared.request_timeout;
+                let requests = Arc::clone(&self.requests);
+                let task = tokio::spawn(async move {
+                    if tokio::time::timeout(timeout, request.run(initial, cont_rx)).await.is_err() {
+                        // Dovecot drops a timed-out request without a reply.
+                        requests.finish(id);
+                        tracing::info!(id, "request timed out");
+                    }
+                });
+                if let Some(slot) = self.requests.lock().get_mut(&id) {
+                    slot.task = Some(task.abort_handle());
+                }
+                Ok(())
+            }
+            ClientCommand::Cont { id, data } => {
+                let reply = {
+                    let mut requests = self.requests.lock();
+                    match requests.get(&id.0) {
+                        None => Some(b"Authentication request timed out".as_slice()),
+                        Some(slot) if slot.awaiting_cont.swap(false, Ordering::AcqRel) => {
+                            // Room for exactly one response: we only accept one per challenge.
+                            let _ = slot.cont.try_send(data);
+                            None
+                        }
+                        Some(_) => {
+                            if let Some(slot) = requests.remove(&id.0) {
+                                if let Some(task) = slot.task {
+                                    task.abort();
+                                }
+                            }
+                            Some(b"Unexpected continuation".as_slice())
+                        }
+                    }
+                };
+                if let Some(reason) = reply {
+                    self.send(Reply::new("FAIL", id).field("reason", reason).finish()).await;
+                }
+                Ok(())
+            }
+            ClientCommand::Cancel { id } => {
+                if let Some(slot) = self.requests.lock().remove(&id) {
+                    if let Some(task) = slot.task {
+                        task.abort();
+                    }
+                }
+                if let Some(entry) = &self.login_entry {
+                    entry.finished.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One AUTH, from its first line to its final reply.
+struct Request {
+    id: RequestId,
+    mech: &'static MechInfo,
+    info: RequestInfo,
+    #[allow(dead_code)] // read by the penalty logic of a later issue
+    no_penalty: bool,
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Vec<u8>>,
+    requests: Arc<Requests>,
+    awaiting: Arc<AtomicBool>,
+    login: Option<Arc<LoginConnection>>,
+}
+
+enum End {
+    Done(AuthOutcome),
+    /// A protocol-level FAIL sent at once, without delay (bad base64).
+    Immediate(&'static str),
+}
+
+impl Request {
+    async fn run(self, initial: Option<Vec<u8>>, mut cont_rx: mpsc::Receiver<Vec<u8>>) {
+        let mut last_input = Instant::now();
+        let end = self.exchange(initial, &mut cont_rx, &mut last_input).await;
+        match end {
+            End::Immediate(reason) => {
+                tracing::info!(id = self.id.0, mech = %self.mech.name, service = %sanitize(self.info.service.as_bytes(), 32), rip = ?self.info.rip, "auth failed: {reason}");
+                let line = Reply::new("FAIL", self.id).code(FailCode::InvalidBase64).field("reason", reason.as_bytes()).finish();
+                self.reply(line).await;
+            }
+            End::Done(AuthOutcome::Success { user, original_user, fields }) => {
+                tracing::info!(
+                    id = self.id.0,
+                    user = %sanitize(user.as_bytes(), 128),
+                    mech = %self.mech.name,
+                    service = %sanitize(self.info.service.as_bytes(), 32),
+                    rip = ?self.info.rip,
+                    "auth succeeded"
+                );
+                let mut reply = Reply::new("OK", self.id).field("user", user.as_bytes());
+                for (k, v) in fields.iter() {
+                    reply = reply.field(k, v.as_bytes());
+                }
+                if let Some(orig) = &original_user {
+                    if !fields.contains("original_user") {
+                        reply = reply.field("original_user", orig.as_bytes());
+                    }
+                }
+                let keep_for_request = !(fields.contains("nologin") || fields.contains("proxy"));
+                if let (Some(login), true) = (&self.login, keep_for_request) {
+                    let mut finished = login.finished.lock().unwrap_or_else(|e| e.into_inner());
+                    let cap = self.shared.max_requests_per_connection;
+                    finished.retain(|_, f| f.at.elapsed() < self.shared.request_timeout);
+                    if finished.len() < cap {
+                        finished.insert(self.id.0, FinishedLogin { user: user.clone(), mech: self.mech.name, at: Instant::now() });
+                    }
+                }
+                self.reply(reply.finish()).await;
+            }
+            End::Done(AuthOutcome::Failure(failure)) => self.fail(failure, last_input).await,
+        }
+    }
+
+    async fn exchange(&self, initial: Option<Vec<u8>>, cont_rx: &mut mpsc::Receiver<Vec<u8>>, last_input: &mut Instant) -> End {
+        let mut mech = self.mech.start();
+        let initial = match initial {
+            None => None,
+            Some(text) => match base64::decode(&text) {
+                Ok(data) => Some(data),
+                Err(_) => return End::Immediate("Invalid base64 data in initial response"),
+            },
+        };
+        if let Some(data) = &initial {
+            if !self.mech.allows_nul && data.contains(&0) {
+                return self.fail_mech("unexpected NUL in the initial response");
+            }
+        }
+        let mut step = mech.start(initial.as_deref());
+        loop {
+            match step {
+                Step::Challenge(challenge) => {
+                    self.awaiting.store(true, Ordering::Release);
+                    let line = Reply::new("CONT", self.id).raw(base64::encode(&challenge).as_bytes()).finish();
+                    if self.tx.send(line).await.is_err() {
+                        return self.fail_mech("connection closed");
+                    }
+                    let Some(text) = cont_rx.recv().await else {
+                        return self.fail_mech("connection closed");
+                    };
+                    *last_input = Instant::now();
+                    let data = match base64::decode(&text) {
+                        Ok(d) => d,
+                        Err(_) => return End::Immediate("Invalid base64 data in continued response"),
+                    };
+                    if !self.mech.allows_nul && data.contains(&0) {
+                        return self.fail_mech("unexpected NUL in a response");
+                    }
+                    step = mech.step(&data);
+                }
+                Step::VerifyPlain(creds) => return End::Done(self.shared.auth.verify_plain(&self.info, &creds).await),
+                Step::Fail(why) => return self.fail_mech(&why.to_string()),
+            }
+        }
+    }
+
+    fn fail_mech(&self, why: &str) -> End {
+        End::Done(AuthOutcome::Failure(Failure::plain(None, why)))
+    }
+
+    /// Logs the failure now (for fail2ban), then sends the FAIL after the failure delay.
+    async fn fail(&self, failure: Failure, last_input: Instant) {
+        tracing::info!(
+            id = self.id.0,
+            user = %failure.user.as_deref().map(|u| sanitize(u.as_bytes(), 128)).unwrap_or_default(),
+            mech = %self.mech.name,
+            service = %sanitize(self.info.service.as_bytes(), 32),
+            rip = ?self.info.rip,
+            reason = %failure.log_reason,
+            "auth failed"
+        );
+        let mut reply = Reply::new("FAIL", self.id);
+        if let Some(user) = &failure.user {
+            reply = reply.field("user", user.as_bytes());
+        }
+        if let Some(orig) = &failure.original_user {
+            reply = reply.field("original_user", orig.as_bytes());
+        }
+        if let Some(code) = failure.code {
+            reply = reply.code(code);
+        }
+        if failure.nodelay {
+            reply = reply.field("nodelay", b"");
+        } else {
+            // Jitter of up to a quarter second hides which of several failures took longer.
+            let jitter = std::time::Duration::from_millis(rand::random::<u64>() % 250);
+            let delay = self.shared.failure_delay;
+            if !delay.is_zero() {
+                tokio::time::sleep_until((last_input + delay + jitter).into()).await;
+            }
+        }
+        self.reply(reply.finish()).await;
+    }
+
+    /// Writes the final reply, unless the request was cancelled meanwhile.
+    async fn reply(&self, line: Vec<u8>) {
+        if self.requests.finish(self.id.0) {
+            let _ = self.tx.send(line).await;
+        }
+    }
+}

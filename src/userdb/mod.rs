@@ -1,0 +1,69 @@
+//! User databases: where a user's uid, gid, home and other mail settings come from.
+
+mod passwd_file;
+mod static_;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::auth::{Fields, RequestInfo};
+use crate::blocking::Pool;
+use crate::config::UserdbConfig;
+use crate::db::passwd_file::Files;
+
+pub use passwd_file::PasswdFile;
+pub use static_::Static;
+
+/// What a userdb found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserdbOutcome {
+    /// The user exists; these are its fields (uid, gid, home, ...), in order.
+    Found(Fields),
+    /// No such user here.
+    NotFound,
+    /// The userdb could not answer. Logged, and a temporary failure for the peer.
+    InternalFailure(String),
+}
+
+/// One userdb lookup.
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup<'a> {
+    /// The user name.
+    pub user: &'a str,
+    /// The request.
+    pub info: &'a RequestInfo,
+    /// Whether a passdb authenticated this user just before (REQUEST after AUTH), as opposed to
+    /// a lookup by name (USER from lmtp or doveadm).
+    pub authenticated: bool,
+}
+
+/// A user database.
+#[async_trait]
+pub trait Userdb: Send + Sync + std::fmt::Debug {
+    /// The driver name, for logs.
+    fn driver(&self) -> &'static str;
+
+    /// Looks a user up.
+    async fn lookup(&self, lookup: Lookup<'_>) -> UserdbOutcome;
+
+    /// Every user, for LIST; `None` when this userdb cannot iterate.
+    async fn iterate(&self) -> Option<Result<Vec<String>, String>>;
+
+    /// Whether a lookup by name must first ask the passdbs whether the user exists (a static
+    /// userdb answers for anyone, so without `allow_all_users` it checks, as Dovecot does).
+    fn needs_passdb_check(&self) -> bool {
+        false
+    }
+}
+
+/// Builds a userdb from its validated config.
+/// `files` is the daemon's one cache of parsed passwd-files, shared with the passdbs.
+pub fn build(config: &UserdbConfig, pool: &Pool, files: &Arc<Files>) -> Arc<dyn Userdb> {
+    match config {
+        UserdbConfig::PasswdFile { path, username_format } => {
+            Arc::new(PasswdFile::new(path.clone(), username_format.clone(), Arc::clone(files), pool.clone()))
+        }
+        UserdbConfig::Static { fields, allow_all_users } => Arc::new(Static::new(fields.clone(), *allow_all_users)),
+    }
+}

@@ -1,0 +1,98 @@
+//! The `passwd-file` userdb: uid, gid, home and `userdb_*` extra fields from a passwd-file.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{Lookup, Userdb, UserdbOutcome};
+use crate::auth::var::{Template, Var};
+use crate::auth::{expand_for_path, expand_for_user, Fields};
+use crate::blocking::Pool;
+use crate::db::passwd_file::{Files, LoadError};
+
+/// The passwd-file userdb.
+#[derive(Debug)]
+pub struct PasswdFile {
+    path: Template,
+    username_format: Template,
+    files: Arc<Files>,
+    pool: Pool,
+}
+
+impl PasswdFile {
+    /// A userdb over the file(s) named by `path`.
+    pub fn new(path: Template, username_format: Template, files: Arc<Files>, pool: Pool) -> Self {
+        PasswdFile { path, username_format, files, pool }
+    }
+
+    async fn users(&self, path: std::path::PathBuf) -> Result<Arc<crate::db::passwd_file::Users>, String> {
+        if self.files.is_fresh(&path) {
+            return self.files.users(&path).map_err(|e| e.to_string());
+        }
+        let files = Arc::clone(&self.files);
+        let missing_ok = self.path.uses(Var::Domain);
+        match self.pool.run(move || files.users(&path)).await {
+            Ok(Ok(users)) => Ok(users),
+            Ok(Err(LoadError::Missing(_))) if missing_ok => Ok(Arc::default()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// A uid or gid field: a number, or a name resolved through the system's user database.
+fn numeric_id(value: &str, group: bool) -> Option<String> {
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(value.to_owned());
+    }
+    if group {
+        nix::unistd::Group::from_name(value).ok().flatten().map(|g| g.gid.to_string())
+    } else {
+        nix::unistd::User::from_name(value).ok().flatten().map(|u| u.uid.to_string())
+    }
+}
+
+#[async_trait]
+impl Userdb for PasswdFile {
+    fn driver(&self) -> &'static str {
+        "passwd-file"
+    }
+
+    async fn lookup(&self, lookup: Lookup<'_>) -> UserdbOutcome {
+        let path = std::path::PathBuf::from(expand_for_path(&self.path, lookup.user, lookup.info));
+        let key = expand_for_user(&self.username_format, lookup.user, lookup.info);
+        let users = match self.users(path).await {
+            Ok(users) => users,
+            Err(e) => return UserdbOutcome::InternalFailure(e),
+        };
+        let Some(entry) = users.get(&key) else {
+            return UserdbOutcome::NotFound;
+        };
+        let mut fields = Fields::new();
+        for (value, key, group) in [(&entry.uid, "uid", false), (&entry.gid, "gid", true)] {
+            if let Some(value) = value {
+                match numeric_id(value, group) {
+                    Some(id) => fields.set(key, &id),
+                    None => return UserdbOutcome::InternalFailure(format!("invalid {key} {value}")),
+                }
+            }
+        }
+        if let Some(home) = &entry.home {
+            fields.set("home", home);
+        }
+        for (k, v) in &entry.extra_fields {
+            if let Some(k) = k.strip_prefix("userdb_") {
+                fields.set(k, v);
+            }
+        }
+        UserdbOutcome::Found(fields)
+    }
+
+    async fn iterate(&self) -> Option<Result<Vec<String>, String>> {
+        if self.path.uses(Var::Domain) || self.path.uses(Var::User) || self.path.uses(Var::Username) {
+            return None; // per-user files cannot be listed
+        }
+        let path = std::path::PathBuf::from(self.path.source());
+        Some(self.users(path).await.map(|u| u.names().to_vec()))
+    }
+}

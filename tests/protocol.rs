@@ -1,0 +1,481 @@
+//! In-process protocol tests: a real daemon on temp Unix sockets, raw lines in, exact lines out.
+//!
+//! Each test starts `saslgate::server::run` on sockets under a temp dir with a passwd-file of
+//! known users, speaks the protocol byte for byte, and stops the server when done.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use tokio::sync::oneshot;
+
+use saslgate::config;
+use saslgate::server::{self, listener};
+
+const USERS: &str = "alice:{PLAIN}secret:1000:1000::/home/alice::quota=1G userdb_mail=maildir:~/Maildir\n\
+bob:{SHA256-CRYPT}$5$rounds=1000$uGzoWmXWGnIWS6Eu$TJCNhf8eV4QjCXacO/kHMVDvQd.PSBziNbBkOjlIyb.:1001:1001::/home/bob::\n\
+slow:{BLF-CRYPT}$2y$12$Z3s1z3Wrx.ZMryn6e6DFcei8Au2pIHg6JvS5UFkWZsDgliwssxueW:1002:1002::/home/slow::\n\
+tabby:{PLAIN}ta\tb:1003:1003::/home/tabby::\n\
+nopass::1004:1004::/home/nopass::\n\
+fast:{PLAIN}x:1005:1005::/home/fast::nodelay\n";
+
+struct Daemon {
+    dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Daemon {
+    async fn start(auth: &str) -> Daemon {
+        Self::start_with(auth, "").await
+    }
+
+    async fn start_with(auth: &str, extra: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("users.passwd"), USERS).unwrap();
+        let yaml = format!(
+            "listeners:\n  - {{ path: auth-client }}\n  - {{ path: auth-login }}\n  - {{ path: auth-master }}\n  - {{ path: auth-userdb }}\n\
+auth:\n{auth}\npassdbs:\n  - {{ driver: passwd-file, path: users.passwd, scheme: PLAIN }}\n\
+userdbs:\n  - {{ driver: passwd-file, path: users.passwd }}\n{extra}"
+        );
+        let config = config::parse(&yaml, "test.yaml", dir.path()).unwrap();
+        let pool = saslgate::blocking::Pool::new(config.pool.threads, config.pool.queue).unwrap();
+        let auth = Arc::new(saslgate::auth::Authenticator::from_config(&config, &pool));
+        let shared = Arc::new(server::Shared::new(&config, auth));
+        let listeners = config
+            .listeners
+            .iter()
+            .map(|l| (listener::into_tokio(listener::bind(l).unwrap()).unwrap(), l.clone()))
+            .collect();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let max = config.limits.max_connections;
+        let task = tokio::spawn(server::run(listeners, shared, max, async {
+            let _ = stopped.await;
+        }));
+        Daemon { dir, stop: Some(stop), task }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    async fn client(&self) -> Conn {
+        let mut c = Conn::open(&self.path("auth-client")).await;
+        c.handshake(2).await;
+        c
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.abort();
+    }
+}
+
+struct Conn {
+    r: BufReader<OwnedReadHalf>,
+    w: OwnedWriteHalf,
+    handshake: Vec<String>,
+}
+
+impl Conn {
+    async fn open(path: &Path) -> Conn {
+        let (r, w) = UnixStream::connect(path).await.unwrap().into_split();
+        Conn { r: BufReader::new(r), w, handshake: Vec::new() }
+    }
+
+    /// Reads the server handshake (it must come without our saying anything), then sends ours.
+    async fn handshake(&mut self, minor: u32) {
+        loop {
+            let line = self.line().await;
+            let done = line == "DONE";
+            self.handshake.push(line);
+            if done {
+                break;
+            }
+        }
+        self.send(&format!("VERSION\t1\t{minor}\nCPID\t{}\n", std::process::id())).await;
+    }
+
+    async fn send(&mut self, text: &str) {
+        self.w.write_all(text.as_bytes()).await.unwrap();
+    }
+
+    async fn send_bytes(&mut self, bytes: &[u8]) {
+        let _ = self.w.write_all(bytes).await;
+    }
+
+    async fn line(&mut self) -> String {
+        self.try_line(Duration::from_secs(10)).await.expect("no line from the server")
+    }
+
+    async fn try_line(&mut self, wait: Duration) -> Option<String> {
+        let mut line = String::new();
+        match tokio::time::timeout(wait, self.r.read_line(&mut line)).await {
+            Ok(Ok(0)) | Err(_) => None,
+            Ok(Ok(_)) => Some(line.trim_end_matches('\n').to_owned()),
+            Ok(Err(e)) => panic!("read: {e}"),
+        }
+    }
+
+    /// True when the server closed the connection (EOF) within a few seconds.
+    async fn closed(&mut self) -> bool {
+        let mut line = String::new();
+        matches!(tokio::time::timeout(Duration::from_secs(5), self.r.read_line(&mut line)).await, Ok(Ok(0)) | Ok(Err(_)))
+    }
+}
+
+fn b64(data: &[u8]) -> String {
+    saslgate::protocol::base64::encode(data)
+}
+
+const NO_DELAY: &str = "  mechanisms: [plain, login]\n  failure_delay: 0s";
+
+#[tokio::test]
+async fn handshake_is_sent_first_in_dovecots_order() {
+    let d = Daemon::start(NO_DELAY).await;
+    let mut c = Conn::open(&d.path("auth-client")).await;
+    let mut lines = Vec::new();
+    for _ in 0..7 {
+        lines.push(c.line().await);
+    }
+    assert_eq!(lines[0], "VERSION\t1\t2");
+    assert_eq!(lines[1], "MECH\tPLAIN\tplaintext");
+    assert_eq!(lines[2], "MECH\tLOGIN\tplaintext");
+    assert_eq!(lines[3], format!("SPID\t{}", std::process::id()));
+    assert!(lines[4].starts_with("CUID\t"), "{}", lines[4]);
+    let cookie = lines[5].strip_prefix("COOKIE\t").unwrap();
+    assert!(cookie.len() == 32 && cookie.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert_eq!(lines[6], "DONE");
+    // A second connection gets a different CUID and cookie, the same SPID.
+    let mut c2 = Conn::open(&d.path("auth-login")).await;
+    c2.handshake(2).await;
+    assert_ne!(c2.handshake[4], lines[4]);
+    assert_ne!(c2.handshake[5], lines[5]);
+    assert_eq!(c2.handshake[3], lines[3]);
+    let mut m = Conn::open(&d.path("auth-master")).await;
+    assert_eq!(m.line().await, "VERSION\t1\t1");
+    assert_eq!(m.line().await, lines[3]);
+}
+
+#[tokio::test]
+async fn plain_ok_fail_and_crlf() {
+    let d = Daemon::start(NO_DELAY).await;
+    let mut c = d.client().await;
+    c.send(&format!("AUTH\t1\tPLAIN\tservice=imap\tresp={}\n", b64(b"\0alice\0secret"))).await;
+    assert_eq!(c.line().await, "OK\t1\tuser=alice\tquota=1G");
+    c.send(&format!("AUTH\t2\tplain\tservice=smtp\tnologin\trip=192.0.2.7\tresp={}\r\n", b64(b"\0alice\0wrong"))).await;
+    assert_eq!(c.line().await, "FAIL\t2\tuser=alice");
+    c.send(&format!("AUTH\t3\tPLAIN\tservice=smtp\tresp={}\n", b64(b"\0nobody\0secret"))).await;
+    assert_eq!(c.line().await, "FAIL\t3\tuser=nobody");
+    // username_format %Lu lowercases; the given name comes back as original_user.
+    c.send(&format!("AUTH\t4\tPLAIN\tservice=imap\tresp={}\n", b64(b"\0ALICE\0secret"))).await;
+    assert_eq!(c.line().await, "OK\t4\tuser=alice\tquota=1G\toriginal_user=ALICE");
+    // A hashed user.
+    c.send(&format!("AUTH\t5\tPLAIN\tservice=imap\tresp={}\n", b64(b"bob\0bob\0bobpass"))).await;
+    let ok = c.line().await;
+    let bad = {
+        c.send(&format!("AUTH\t6\tPLAIN\tservice=imap\tresp={}\n", b64(b"\0bob\0nope"))).await;
+        c.line().await
+    };
+    assert_eq!((ok.as_str(), bad.as_str()), ("OK\t5\tuser=bob", "FAIL\t6\tuser=bob"));
+}
+
+#[tokio::test]
+async fn hostile_plain_inputs_fail_without_closing() {
+    let d = Daemon::start(NO_DELAY).await;
+    let mut c = d.client().await;
+    let rows: &[&[u8]] = &[b"", b"alice", b"\0alice", b"\0alice\0secret\0", b"\0\0secret", b"\0alice\0sec\tret", b"bob\0alice\0secret", b"\0al\xffice\0secret"];
+    for (n, data) in rows.iter().enumerate() {
+        let id = n + 1;
+        c.send(&format!("AUTH\t{id}\tPLAIN\tservice=imap\tresp={}\n", if data.is_empty() { "=".into() } else { b64(data) })).await;
+        let line = c.line().await;
+        assert!(line.starts_with(&format!("FAIL\t{id}")), "{data:?} -> {line}");
+    }
+    // A password with a TAB never reaches a passdb, even for a user whose stored password has one.
+    c.send(&format!("AUTH\t50\tPLAIN\tservice=imap\tresp={}\n", b64(b"\0tabby\0ta\tb"))).await;
+    assert_eq!(c.line().await, "FAIL\t50\tuser=tabby");
+    // No password field: no password works, not even an empty one.
+    c.send(&format!("AUTH\t51\tPLAIN\tservice=imap\tresp={}\n", b64(b"\0nopass\0"))).await;
+    assert_eq!(c.line().await, "FAIL\t51\tuser=nopass");
+    // The connection still serves.
+    c.send(&format!("AUTH\t52\tPLAIN\tservice=imap\tresp={}\n", b64(b"\0alice\0secret"))).await;
+    assert!(c.line().await.starts_with("OK\t52\tuser=alice"));
+}
+
+#[tokio::test]
+async fn login_prompts_and_initial_response() {
+    let d = Daemon::start(NO_DELAY).await;
+    let mut c = d.client().await;
+    c.send("AUTH\t7\tLOGIN\tservice=smtp\tlip=127.0.0.1\trip=10.1.2.3\tlport=25\trport=5555\tsecured\n").await;
+    assert_eq!(c.line().await, "CONT\t7\tVXNlcm5hbWU6");
+    c.send("CONT\t7\tYWxpY2U=\n").await;
+    assert_eq!(c.line().await, "CONT\t7\tUGFzc3dvcmQ6");
+    c.send("CONT\t7\tc2VjcmV0\n").await;
+    assert_eq!(c.line().await, "OK\t7\tuser=alice\tquota=1G");
+    c.send("AUTH\t8\tLOGIN\tservice=smtp\tresp=YWxpY2U=\n").await;
+    assert_eq!(c.line().await, "CONT\t8\tUGFzc3dvcmQ6");
+    c.send("CONT\t8\td3Jvbmc=\n").await;
+    assert_eq!(c.line().await, "FAIL\t8\tuser=alice");
+    // NUL in LOGIN data fails the request, not the connection.
+    c.send(&format!("AUTH\t9\tLOGIN\tservice=smtp\tresp={}\n", b64(b"ali\0ce"))).await;
+    assert_eq!(c.line().await, "FAIL\t9");
+}
+
+#[tokio::test]
+async fn pipelined_requests_answer_in_any_order() {
+    let d = Daemon::start("  failure_delay: 1s").await;
+    let mut c = d.client().await;
+    let started = Instant::now();
+    c.send(&format!(
+        "AUTH\t1\tPLAIN\tservice=imap\tno-penalty\tresp={}\nAUTH\t2\tPLAIN\tservice=imap\tno-penalty\tresp={}\nAUTH\t4\tPLAIN\tservice=imap\tno-penalty\n",
+        b64(b"\0alice\0wrong"),
+        b64(b"\0alice\0secret")
+    ))
+    .await;
+    let mut first = vec![c.line().await, c.line().await];
+    first.sort();
+    assert_eq!(first, ["CONT\t4\t", "OK\t2\tuser=alice\tquota=1G"]);
+    c.send(&format!("CONT\t4\t{}\n", b64(b"\0alice\0secret"))).await;
+    assert_eq!(c.line().await, "OK\t4\tuser=alice\tquota=1G");
+    // After OK the id is gone.
+    c.send(&format!("CONT\t4\t{}\n", b64(b"\0alice\0secret"))).await;
+    assert_eq!(c.line().await, "FAIL\t4\treason=Authentication request timed out");
+    c.send("CONT\t99\tAA==\n").await;
+    assert_eq!(c.line().await, "FAIL\t99\treason=Authentication request timed out");
+    // The failure comes last, after the delay.
+    assert_eq!(c.line().await, "FAIL\t1\tuser=alice");
+    assert!(started.elapsed() >= Duration::from_millis(950), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn initial_response_absent_or_empty_by_client_version() {
+    let d = Daemon::start(NO_DELAY).await;
+    // Minor 1 (and 0, as Postfix): `resp=` means no initial response.
+    let mut old = Conn::open(&d.path("auth-client")).await;
+    old.handshake(1).await;
+    old.send("AUTH\t1\tPLAIN\tservice=smtp\tresp=\n").await;
+    assert_eq!(old.line().await, "CONT\t1\t");
+    // Minor 2: `resp=` is an empty response, which PLAIN rejects; `resp==` too.
+    let mut c = d.client().await;
+    c.send("AUTH\t1\tPLAIN\tservice=imap\tresp=\nAUTH\t2\tPLAIN\tservice=imap\tresp==\n").await;
+    let mut got = vec![c.line().await, c.line().await];
+    got.sort();
+    assert_eq!(got, ["FAIL\t1", "FAIL\t2"]);
+}
+
+#[tokio::test]
+async fn bad_base64_is_a_per_request_fail() {
+    let d = Daemon::start(NO_DELAY).await;
+    let mut c = d.client().await;
+    for (id, data) in [(1, "YWxpY2U"), (2, "YWxpY2U=YWxp"), (3, "*")] {
+        c.send(&format!("AUTH\t{id}\tPLAIN\tservice=imap\tresp={data}\n")).await;
+        assert_eq!(c.line().await, format!("FAIL\t{id}\tcode=invalid_base64\treason=Invalid base64 data in initial response"));
+    }
+    c.send("AUTH\t4\tPLAIN\tservice=imap\n").await;
+    assert_eq!(c.line().await, "CONT\t4\t");
+    c.send("CONT\t4\t!!!\n").await;
+    assert_eq!(c.line().await, "FAIL\t4\tcode=invalid_base64\treason=Invalid base64 data in continued response");
+    // Whitespace inside base64 is fine.
+    c.send("AUTH\t5\tPLAIN\tservice=imap\tresp=AGFsaWNl AHNlY3JldA==\n").await;
+    assert!(c.line().await.starts_with("OK\t5\t"));
+}
+
+#[tokio::test]
+async fn cancel_and_unexpected_continuation() {
+    let d = Daemon::start("  failure_delay: 1s").await;
+    let mut c = d.client().await;
+    c.send("AUTH\t1\tLOGIN\tservice=imap\n").await;
+    assert_eq!(c.line().await, "CONT\t1\tVXNlcm5hbWU6");
+    c.send("CANCEL\t1\nCANCEL\t12345\n").await;
+    c.send("CONT\t1\tYWxpY2U=\n").await;
+    assert_eq!(c.line().await, "FAIL\t1\treason=Authentication request timed out");
+    // A CONT while the server is not waiting for one (here: during the failure delay).
+    c.send(&format!("AUTH\t2\tPLAIN\tservice=imap\tresp={}\n", b64(b"\0alice\0wrong"))).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.send("CONT\t2\tAA==\n").await;
+    assert_eq!(c.line().await, "FAIL\t2\treason=Unexpected continuation");
+    // ... and the delayed FAIL for it never comes.
+    assert_eq!(c.try_line(Duration::from_millis(1800)).await, None);
+}
+
+#[tokio::test]
+async fn nodelay_field_survives_only_on_success() {
+    let d = Daemon::start("  failure_delay: 1s").await;
+    let mut c = d.client().await;
+    // The failing passdb's own fields are rolled back: still delayed, no nodelay.
+    let t = Instant::now();
+    c.send(&format!("AUTH\t1\tPLAIN\tservice=imap\tresp={}\n", b64(b"\0fast\0wrong"))).await;
+    assert_eq!(c.line().await, "FAIL\t1\tuser=fast");
+    assert!(t.elapsed() >= Duration::from_millis(950));
+}
+
+#[tokio::test]
+async fn protocol_errors_close_only_that_connection() {
+    let d = Daemon::start(NO_DELAY).await;
+    let cases: &[&[u8]] = &[
+        b"AUTH\t0\tPLAIN\tservice=imap\n",
+        b"AUTH\t1\tDIGEST-MD5\tservice=imap\n",
+        b"AUTH\t1\tPLAIN\n",
+        b"AUTH\t1\tPLAIN\tservice=imap\tresp=AA==\tdebug\n",
+        b"AUTH\t1\tLOGIN\tservice=imap\nAUTH\t1\tLOGIN\tservice=imap\n",
+        b"CONT\t1\n",
+        b"CANCEL\tx\n",
+        b"BOGUS\n",
+        b"\n",
+    ];
+    let mut survivor = d.client().await;
+    for case in cases {
+        let mut c = d.client().await;
+        c.send_bytes(case).await;
+        // The LOGIN duplicate first gets its CONT, then the close.
+        let mut closed = false;
+        for _ in 0..3 {
+            match c.try_line(Duration::from_secs(5)).await {
+                None => {
+                    closed = true;
+                    break;
+                }
+                Some(l) if l.starts_with("CONT") => continue,
+                Some(l) => panic!("{:?} got {l}", String::from_utf8_lossy(case)),
+            }
+        }
+        assert!(closed, "{:?}", String::from_utf8_lossy(case));
+    }
+    survivor.send(&format!("AUTH\t1\tPLAIN\tservice=imap\tresp={}\n", b64(b"\0alice\0secret"))).await;
+    assert!(survivor.line().await.starts_with("OK\t1\t"));
+}
+
+#[tokio::test]
+async fn handshake_errors_close() {
+    let d = Daemon::start(NO_DELAY).await;
+    for hello in [&b"VERSION\t2\t0\n"[..], b"VERSION\t1\t2\tx\n", b"AUTH\t1\tPLAIN\tservice=x\n", b"VERSION\t1\t2\nAUTH\t1\tPLAIN\tservice=x\n", b"VERSION\t1\t2\nCPID\t0\n"] {
+        let mut c = Conn::open(&d.path("auth-client")).await;
+        for _ in 0..7 {
+            c.line().await;
+        }
+        c.send_bytes(hello).await;
+        assert!(c.closed().await, "{:?}", String::from_utf8_lossy(hello));
+    }
+}
+
+#[tokio::test]
+async fn over_long_lines_close_the_connection() {
+    let d = Daemon::start(NO_DELAY).await;
+    let mut c = d.client().await;
+    let mut long = b"AUTH\t1\tPLAIN\tservice=imap\tresp=".to_vec();
+    long.extend(std::iter::repeat_n(b'A', 20_000));
+    c.send_bytes(&long).await; // no LF at all: the limit applies to unprocessed input
+    assert!(c.closed().await);
+    // Just below the limit is fine (and fails as PLAIN input, not as a protocol error).
+    let mut c = d.client().await;
+    let mut ok = b"AUTH\t1\tPLAIN\tservice=imap\tresp=".to_vec();
+    ok.extend(std::iter::repeat_n(b'A', 16_000));
+    ok.push(b'\n');
+    c.send_bytes(&ok).await;
+    assert_eq!(c.line().await, "FAIL\t1");
+}
+
+#[tokio::test]
+async fn master_lookups_and_login_request() {
+    let d = Daemon::start(NO_DELAY).await;
+    let mut m = Conn::open(&d.path("auth-master")).await;
+    assert_eq!(m.line().await, "VERSION\t1\t1");
+    m.line().await;
+    m.send("VERSION\t1\t0\nUSER\t1\talice\tservice=lmtp\n").await;
+    assert_eq!(m.line().await, "USER\t1\talice\tuid=1000\tgid=1000\thome=/home/alice\tmail=maildir:~/Maildir");
+    m.send("USER\t2\tnosuch\tservice=lmtp\n").await;
+    assert_eq!(m.line().await, "NOTFOUND\t2");
+    m.send("PASS\t3\talice\tservice=doveadm\n").await;
+    assert_eq!(m.line().await, "PASS\t3\tuser=alice\tquota=1G");
+    m.send("PASS\t4\tnosuch\tservice=doveadm\n").await;
+    assert_eq!(m.line().await, "NOTFOUND\t4");
+    m.send("LIST\t5\tuser=*\n").await;
+    let mut listed = Vec::new();
+    loop {
+        let l = m.line().await;
+        if l.starts_with("DONE") {
+            assert_eq!(l, "DONE\t5\t");
+            break;
+        }
+        listed.push(l);
+    }
+    assert_eq!(listed, ["LIST\t5\talice", "LIST\t5\tbob", "LIST\t5\tslow", "LIST\t5\ttabby", "LIST\t5\tnopass", "LIST\t5\tfast"]);
+    m.send("CACHE-FLUSH\t6\n").await;
+    assert_eq!(m.line().await, "OK\t6\t0");
+
+    // A login on the login socket, claimed once by REQUEST with the right cookie.
+    let mut login = Conn::open(&d.path("auth-login")).await;
+    login.handshake(2).await;
+    let cookie = login.handshake.iter().find_map(|l| l.strip_prefix("COOKIE\t")).unwrap().to_owned();
+    login.send(&format!("AUTH\t1\tPLAIN\tservice=imap\tresp={}\n", b64(b"\0alice\0secret"))).await;
+    assert!(login.line().await.starts_with("OK\t1\tuser=alice"));
+    login.send(&format!("AUTH\t2\tPLAIN\tservice=imap\tresp={}\n", b64(b"\0alice\0secret"))).await;
+    assert!(login.line().await.starts_with("OK\t2\tuser=alice"));
+    let pid = std::process::id();
+    m.send(&format!("REQUEST\t4261281793\t{pid}\t1\t{}\n", "0".repeat(32))).await;
+    assert_eq!(m.line().await, "FAIL\t4261281793", "wrong cookie");
+    m.send(&format!("REQUEST\t7\t{pid}\t2\t{cookie}\n")).await;
+    assert_eq!(m.line().await, "USER\t7\talice\tuid=1000\tgid=1000\thome=/home/alice\tmail=maildir:~/Maildir\tauth_mech=PLAIN");
+    m.send(&format!("REQUEST\t8\t{pid}\t2\t{cookie}\n")).await;
+    assert_eq!(m.line().await, "FAIL\t8", "one-shot");
+    m.send(&format!("REQUEST\t9\t{pid}\t1\t{cookie}\n")).await;
+    assert_eq!(m.line().await, "FAIL\t9", "the wrong-cookie attempt consumed id 1");
+    // Requests made on auth-client can never be claimed.
+    let mut c = d.client().await;
+    c.send(&format!("AUTH\t3\tPLAIN\tservice=imap\tresp={}\n", b64(b"\0alice\0secret"))).await;
+    c.line().await;
+    m.send(&format!("REQUEST\t10\t{pid}\t3\t{cookie}\n")).await;
+    assert_eq!(m.line().await, "FAIL\t10");
+}
+
+#[tokio::test]
+async fn userdb_socket_refuses_master_only_commands() {
+    let d = Daemon::start(NO_DELAY).await;
+    for cmd in ["REQUEST\t1\t2\t3\t00000000000000000000000000000000\n", "CACHE-FLUSH\t1\n", "CPID\t1\n"] {
+        let mut u = Conn::open(&d.path("auth-userdb")).await;
+        u.line().await;
+        u.line().await;
+        if !cmd.starts_with("CPID") {
+            u.send("VERSION\t1\t0\n").await;
+        }
+        u.send(cmd).await;
+        assert!(u.closed().await, "{cmd}");
+    }
+    let mut u = Conn::open(&d.path("auth-userdb")).await;
+    u.line().await;
+    u.line().await;
+    u.send("VERSION\t1\t0\nUSER\t1\tbob\tservice=lda\nUSER\t2\talice\n").await;
+    assert_eq!(u.line().await, "USER\t1\tbob\tuid=1001\tgid=1001\thome=/home/bob");
+    assert!(u.closed().await, "USER without service closes");
+    // Over-long master line.
+    let mut u = Conn::open(&d.path("auth-userdb")).await;
+    u.line().await;
+    u.line().await;
+    u.send(&format!("VERSION\t1\t0\nUSER\t1\t{}\tservice=x\n", "a".repeat(2000))).await;
+    assert!(u.closed().await);
+}
+
+#[tokio::test]
+async fn expensive_hashes_do_not_delay_cheap_ones() {
+    // One pool thread: a queue of BLF-CRYPT cost-12 checks takes seconds; a {PLAIN} user on the
+    // same connection must still be answered at once, because cheap schemes never queue.
+    let d = Daemon::start_with(NO_DELAY, "pool:\n  threads: 1\n").await;
+    let mut c = d.client().await;
+    for id in 1..=6 {
+        c.send(&format!("AUTH\t{id}\tPLAIN\tservice=imap\tresp={}\n", b64(b"\0slow\0wrong"))).await;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    c.send(&format!("AUTH\t100\tPLAIN\tservice=imap\tresp={}\n", b64(b"\0alice\0secret"))).await;
+    let first = c.line().await;
+    assert!(first.starts_with("OK\t100\t"), "the cheap user waited behind the expensive ones: {first}");
+    for _ in 1..=6 {
+        assert!(c.line().await.starts_with("FAIL\t"));
+    }
+}
