@@ -3,6 +3,8 @@
 //! Each test starts `saslgate::server::run` on sockets under a temp dir with a passwd-file of
 //! known users, speaks the protocol byte for byte, and stops the server when done.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

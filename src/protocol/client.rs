@@ -51,8 +51,8 @@ fn hs(why: impl Into<String>) -> ProtocolError {
 /// A command after the handshake.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ClientCommand {
-    /// Start an authentication.
-    Auth(AuthCommand),
+    /// Start an authentication (boxed: it is much larger than the other commands).
+    Auth(Box<AuthCommand>),
     /// A SASL response for a request that got a `CONT`. The data is still base64 text; decoding
     /// it is per-request work, because bad base64 is the end user's fault, not the peer's.
     Cont {
@@ -152,7 +152,7 @@ impl ClientCommand {
             None => (line, None),
         };
         match verb {
-            b"AUTH" => parse_auth(rest.unwrap_or_default()).map(ClientCommand::Auth),
+            b"AUTH" => parse_auth(rest.unwrap_or_default()).map(|a| ClientCommand::Auth(Box::new(a))),
             b"CONT" => {
                 let rest = rest.ok_or_else(|| ProtocolError::broken("CONT", "no id"))?;
                 let tab = rest
@@ -344,7 +344,7 @@ mod tests {
 
     fn auth(line: &[u8]) -> AuthCommand {
         match ClientCommand::parse(line) {
-            Ok(ClientCommand::Auth(a)) => a,
+            Ok(ClientCommand::Auth(a)) => *a,
             other => panic!("not an AUTH: {other:?}"),
         }
     }

@@ -36,7 +36,10 @@ pub fn cram_md5_context(password: &[u8]) -> [u8; CRAM_MD5_CONTEXT_LEN] {
     };
     let (outer, inner) = (pad(0x5c), pad(0x36));
     let mut out = [0u8; CRAM_MD5_CONTEXT_LEN];
-    for (chunk, word) in out.chunks_exact_mut(4).zip(outer.iter().chain(inner.iter())) {
+    for (chunk, word) in out
+        .chunks_exact_mut(4)
+        .zip(outer.iter().chain(inner.iter()))
+    {
         chunk.copy_from_slice(&word.to_le_bytes());
     }
     out
@@ -117,6 +120,7 @@ fn compress(state: &mut [u32; 4], block: &[u8]) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -127,7 +131,10 @@ mod tests {
         compress(&mut state, &[0u8; 64]);
         let mut data = vec![0u8; 64];
         data.extend_from_slice(b"abc");
-        assert_eq!(finish(state, b"abc").as_slice(), Md5::digest(&data).as_slice());
+        assert_eq!(
+            finish(state, b"abc").as_slice(),
+            Md5::digest(&data).as_slice()
+        );
     }
 
     #[test]

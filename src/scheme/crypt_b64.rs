@@ -9,7 +9,10 @@ pub(super) const ALPHABET: &[u8; 64] =
 
 /// The 6-bit value of one character, `None` outside the alphabet.
 pub(super) fn value(c: u8) -> Option<u32> {
-    ALPHABET.iter().position(|&a| a == c).and_then(|p| u32::try_from(p).ok())
+    ALPHABET
+        .iter()
+        .position(|&a| a == c)
+        .and_then(|p| u32::try_from(p).ok())
 }
 
 /// Whether every byte of `text` is in the alphabet.
@@ -63,10 +66,13 @@ pub(super) fn decode_u32(text: &str) -> Option<u32> {
     if text.is_empty() || text.len() > 5 {
         return None;
     }
-    text.bytes().enumerate().try_fold(0u32, |acc, (i, c)| Some(acc | value(c)? << (6 * i)))
+    text.bytes()
+        .enumerate()
+        .try_fold(0u32, |acc, (i, c)| Some(acc | value(c)? << (6 * i)))
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

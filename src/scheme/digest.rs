@@ -28,8 +28,11 @@ pub(super) fn digest_md5(user: &str, password: &[u8]) -> Vec<u8> {
     hash::<md5::Md5>(&[name.as_bytes(), b":", realm.as_bytes(), b":", password])
 }
 
+/// A hash over concatenated parts, e.g. `hash::<Sha1>`.
+type HashFn = fn(&[&[u8]]) -> Vec<u8>;
+
 /// The hash behind a salted scheme: its output length and the hash function.
-fn salted_hash(scheme: Scheme) -> (usize, fn(&[&[u8]]) -> Vec<u8>) {
+fn salted_hash(scheme: Scheme) -> (usize, HashFn) {
     match scheme {
         Scheme::Ssha => (20, hash::<sha1::Sha1>),
         Scheme::Ssha256 => (32, hash::<sha2::Sha256>),
@@ -39,11 +42,18 @@ fn salted_hash(scheme: Scheme) -> (usize, fn(&[&[u8]]) -> Vec<u8>) {
 }
 
 /// SSHA*/SMD5 verification: the stored bytes are the digest followed by a non-empty salt.
-pub(super) fn verify_salted(scheme: Scheme, raw: &[u8], password: &[u8]) -> Result<bool, SchemeError> {
+pub(super) fn verify_salted(
+    scheme: Scheme,
+    raw: &[u8],
+    password: &[u8],
+) -> Result<bool, SchemeError> {
     let (len, hash_fn) = salted_hash(scheme);
     // Dovecot: "SSHA password is too short" unless at least one salt byte follows.
     if raw.len() <= len {
-        return Err(SchemeError::malformed(scheme, "too short for digest and salt"));
+        return Err(SchemeError::malformed(
+            scheme,
+            "too short for digest and salt",
+        ));
     }
     let (expected, salt) = raw.split_at(len);
     Ok(ct_eq(&hash_fn(&[password, salt]), expected))

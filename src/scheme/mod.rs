@@ -36,15 +36,15 @@ use base64::Engine as _;
 use rand::RngCore as _;
 use zeroize::Zeroizing;
 
+pub use argon::{MAX_ARGON2_M_COST_KIB, MAX_ARGON2_T_COST};
 pub use cram::{cram_md5_context, cram_md5_response, CRAM_MD5_CONTEXT_LEN};
 pub use crypt::{MAX_BCRYPT_COST, MAX_BSDI_ROUNDS, MAX_SHA_CRYPT_ROUNDS};
-pub use argon::{MAX_ARGON2_M_COST_KIB, MAX_ARGON2_T_COST};
 pub use crypt_yescrypt::MAX_YESCRYPT_MEMORY;
 pub use otp::MAX_OTP_SEQUENCE;
 pub use pbkdf::MAX_PBKDF2_ITERATIONS;
 pub use scram::{
-    scram_client_key, scram_salted_password, scram_server_key, scram_stored_key,
-    ScramAlgorithm, ScramCredentials,
+    scram_client_key, scram_salted_password, scram_server_key, scram_stored_key, ScramAlgorithm,
+    ScramCredentials,
 };
 
 /// Why a stored password could not be used. None of the messages carries secret material.
@@ -58,13 +58,22 @@ pub enum SchemeError {
     /// The stored value does not have the shape the scheme requires (wrong length, bad
     /// base64/hex, bad crypt string ...).
     #[error("malformed {scheme} password in passdb: {why}")]
-    Malformed { scheme: &'static str, why: &'static str },
+    Malformed {
+        scheme: &'static str,
+        why: &'static str,
+    },
     /// The stored value asks for more work or memory than this daemon allows.
     #[error("{scheme} password in passdb exceeds the cost limit: {why}")]
-    TooExpensive { scheme: &'static str, why: &'static str },
+    TooExpensive {
+        scheme: &'static str,
+        why: &'static str,
+    },
     /// Valid for Dovecot, but this implementation cannot handle it (e.g. `$2x$` bcrypt).
     #[error("{scheme} password cannot be handled: {why}")]
-    Unsupported { scheme: &'static str, why: &'static str },
+    Unsupported {
+        scheme: &'static str,
+        why: &'static str,
+    },
     /// The operating system's random generator failed while generating a salt.
     #[error("random number generator failed")]
     Random,
@@ -72,7 +81,10 @@ pub enum SchemeError {
 
 impl SchemeError {
     fn malformed(scheme: Scheme, why: &'static str) -> Self {
-        SchemeError::Malformed { scheme: scheme.as_str(), why }
+        SchemeError::Malformed {
+            scheme: scheme.as_str(),
+            why,
+        }
     }
 }
 
@@ -151,7 +163,14 @@ const fn info(
     expensive: bool,
     group: Scheme,
 ) -> Info {
-    Info { scheme, name, encoding, raw_len, expensive, group }
+    Info {
+        scheme,
+        name,
+        encoding,
+        raw_len,
+        expensive,
+        group,
+    }
 }
 
 // Short names keep the registry table on one line per scheme.
@@ -185,11 +204,32 @@ static SCHEMES: &[Info] = &[
     info(S::PlainMd4, "PLAIN-MD4", HEX, 16, false, S::PlainMd4),
     info(S::PlainMd5, "PLAIN-MD5", HEX, 16, false, S::PlainMd5),
     info(S::LdapMd5, "LDAP-MD5", B64, 16, false, S::PlainMd5),
-    info(S::HmacMd5, "HMAC-MD5", HEX, CRAM_MD5_CONTEXT_LEN, false, S::CramMd5),
-    info(S::CramMd5, "CRAM-MD5", HEX, CRAM_MD5_CONTEXT_LEN, false, S::CramMd5),
+    info(
+        S::HmacMd5,
+        "HMAC-MD5",
+        HEX,
+        CRAM_MD5_CONTEXT_LEN,
+        false,
+        S::CramMd5,
+    ),
+    info(
+        S::CramMd5,
+        "CRAM-MD5",
+        HEX,
+        CRAM_MD5_CONTEXT_LEN,
+        false,
+        S::CramMd5,
+    ),
     info(S::DigestMd5, "DIGEST-MD5", HEX, 16, false, S::DigestMd5),
     info(S::ScramSha1, "SCRAM-SHA-1", RAW, 0, true, S::ScramSha1),
-    info(S::ScramSha256, "SCRAM-SHA-256", RAW, 0, true, S::ScramSha256),
+    info(
+        S::ScramSha256,
+        "SCRAM-SHA-256",
+        RAW,
+        0,
+        true,
+        S::ScramSha256,
+    ),
     info(S::Pbkdf2, "PBKDF2", RAW, 0, true, S::Pbkdf2),
     info(S::Argon2i, "ARGON2I", RAW, 0, true, S::Argon2i),
     info(S::Argon2id, "ARGON2ID", RAW, 0, true, S::Argon2id),
@@ -202,7 +242,10 @@ impl Scheme {
     fn info(self) -> &'static Info {
         // Every variant has exactly one row; the unit test `registry_is_complete` checks it.
         // Falling back to the first row keeps this total without a panic path.
-        SCHEMES.iter().find(|i| i.scheme == self).unwrap_or(&SCHEMES[0])
+        SCHEMES
+            .iter()
+            .find(|i| i.scheme == self)
+            .unwrap_or(&SCHEMES[0])
     }
 
     /// Dovecot's upper-case name, e.g. `"SHA512-CRYPT"`.
@@ -301,7 +344,11 @@ impl StoredPassword {
                     .get(after_salt..)
                     .and_then(|tail| tail.find('$'))
                     .map_or(raw.len(), |i| after_salt + i);
-                return Ok(Self::new(Scheme::Md5Crypt, None, raw.get(..end).unwrap_or(raw)));
+                return Ok(Self::new(
+                    Scheme::Md5Crypt,
+                    None,
+                    raw.get(..end).unwrap_or(raw),
+                ));
             }
         }
         let Some(body) = raw.strip_prefix('{') else {
@@ -331,7 +378,11 @@ impl StoredPassword {
 
     /// Wraps an already split value (e.g. `password_noscheme` with a known scheme).
     pub fn new(scheme: Scheme, forced: Option<Encoding>, text: &str) -> StoredPassword {
-        StoredPassword { scheme, forced, raw: Zeroizing::new(text.to_owned()) }
+        StoredPassword {
+            scheme,
+            forced,
+            raw: Zeroizing::new(text.to_owned()),
+        }
     }
 
     pub fn scheme(&self) -> Scheme {
@@ -383,7 +434,11 @@ fn decode<'a>(
     let mut guessed = false;
     if forced.is_none() && info.encoding != Encoding::None && info.raw_len != 0 {
         // Fixed-length digest with no suffix: hex if exactly twice the raw length, else base64.
-        encoding = if text.len() == info.raw_len * 2 { Encoding::Hex } else { Encoding::Base64 };
+        encoding = if text.len() == info.raw_len * 2 {
+            Encoding::Hex
+        } else {
+            Encoding::Base64
+        };
         guessed = true;
     }
     let bytes: Cow<'a, [u8]> = match encoding {
@@ -463,7 +518,11 @@ fn md5_neither() -> SchemeError {
 }
 
 /// The unsalted, deterministic digest schemes: the raw bytes `generate` encodes.
-fn raw_digest(scheme: Scheme, password: &[u8], user: &str) -> Result<Zeroizing<Vec<u8>>, SchemeError> {
+fn raw_digest(
+    scheme: Scheme,
+    password: &[u8],
+    user: &str,
+) -> Result<Zeroizing<Vec<u8>>, SchemeError> {
     let out = match scheme {
         S::Sha | S::Sha1 => digest::hash::<sha1::Sha1>(&[password]),
         S::Sha256 => digest::hash::<sha2::Sha256>(&[password]),
@@ -474,7 +533,12 @@ fn raw_digest(scheme: Scheme, password: &[u8], user: &str) -> Result<Zeroizing<V
         S::HmacMd5 | S::CramMd5 => cram_md5_context(password).to_vec(),
         S::Ntlm => ntlm::nt_hash(password),
         S::Lanman => ntlm::lm_hash(password).to_vec(),
-        _ => return Err(SchemeError::Unsupported { scheme: scheme.as_str(), why: "not a digest" }),
+        _ => {
+            return Err(SchemeError::Unsupported {
+                scheme: scheme.as_str(),
+                why: "not a digest",
+            })
+        }
     };
     Ok(Zeroizing::new(out))
 }
@@ -487,7 +551,9 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Fills `buf` from the OS random generator.
 fn random_bytes(buf: &mut [u8]) -> Result<(), SchemeError> {
-    rand::rngs::OsRng.try_fill_bytes(buf).map_err(|_| SchemeError::Random)
+    rand::rngs::OsRng
+        .try_fill_bytes(buf)
+        .map_err(|_| SchemeError::Random)
 }
 
 /// Dovecot's `password_generate_salt()`: `len` characters from `./0-9A-Za-z`.
@@ -496,7 +562,10 @@ fn random_salt_chars(len: usize) -> Result<String, SchemeError> {
     let mut bytes = vec![0u8; len];
     random_bytes(&mut bytes)?;
     // 256 is a multiple of 64, so the modulo is unbiased.
-    Ok(bytes.iter().map(|b| char::from(SALT_CHARS[usize::from(*b) % SALT_CHARS.len()])).collect())
+    Ok(bytes
+        .iter()
+        .map(|b| char::from(SALT_CHARS[usize::from(*b) % SALT_CHARS.len()]))
+        .collect())
 }
 
 /// Returns the value WITHOUT the `{SCHEME}` prefix, in Dovecot's default encoding, exactly as
@@ -537,4 +606,5 @@ fn encode(scheme: Scheme, raw: &[u8]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;

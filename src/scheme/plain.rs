@@ -14,7 +14,10 @@ pub(super) fn verify_trunc(stored: &[u8], password: &[u8]) -> Result<bool, Schem
     let digits = stored.iter().take_while(|b| b.is_ascii_digit()).count();
     let (len_text, rest) = stored.split_at(digits);
     let Some(prefix) = rest.strip_prefix(b"-") else {
-        return Err(SchemeError::malformed(Scheme::PlainTrunc, "missing <length>- prefix"));
+        return Err(SchemeError::malformed(
+            Scheme::PlainTrunc,
+            "missing <length>- prefix",
+        ));
     };
     // Dovecot accumulates in an unsigned int; an absurd length can only fail to match.
     let trunc_len = std::str::from_utf8(len_text)
@@ -22,7 +25,9 @@ pub(super) fn verify_trunc(stored: &[u8], password: &[u8]) -> Result<bool, Schem
         .and_then(|t| t.parse::<usize>().ok())
         .unwrap_or(usize::MAX);
     if prefix.len() == trunc_len && password.len() >= trunc_len {
-        return Ok(password.get(..trunc_len).is_some_and(|head| ct_eq(prefix, head)));
+        return Ok(password
+            .get(..trunc_len)
+            .is_some_and(|head| ct_eq(prefix, head)));
     }
     Ok(ct_eq(prefix, password))
 }

@@ -93,7 +93,9 @@ pub fn scram_salted_password(
 ) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(vec![0u8; algorithm.digest_len()]);
     match algorithm {
-        ScramAlgorithm::Sha1 => pbkdf2::pbkdf2_hmac::<sha1::Sha1>(password, salt, iterations, &mut out),
+        ScramAlgorithm::Sha1 => {
+            pbkdf2::pbkdf2_hmac::<sha1::Sha1>(password, salt, iterations, &mut out)
+        }
         ScramAlgorithm::Sha256 => {
             pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt, iterations, &mut out)
         }
@@ -143,9 +145,13 @@ impl ScramCredentials {
         let scheme = algorithm.scheme();
         let bad = |why| SchemeError::malformed(scheme, why);
         let mut fields = text.split(',');
-        let (Some(iter), Some(salt), Some(stored), Some(server), None) =
-            (fields.next(), fields.next(), fields.next(), fields.next(), fields.next())
-        else {
+        let (Some(iter), Some(salt), Some(stored), Some(server), None) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) else {
             return Err(bad("not iter,salt,StoredKey,ServerKey"));
         };
         let iterations = super::crypt::parse_decimal(iter).ok_or(bad("bad iteration count"))?;
@@ -153,7 +159,10 @@ impl ScramCredentials {
             return Err(bad("iteration count below 4096"));
         }
         if iterations > MAX_PBKDF2_ITERATIONS {
-            return Err(SchemeError::TooExpensive { scheme: scheme.as_str(), why: "iterations" });
+            return Err(SchemeError::TooExpensive {
+                scheme: scheme.as_str(),
+                why: "iterations",
+            });
         }
         let salt = super::decode_base64(scheme, salt)?;
         let stored_key = super::decode_base64(scheme, stored)?;
@@ -162,7 +171,13 @@ impl ScramCredentials {
         if stored_key.len() != len || server_key.len() != len {
             return Err(bad("StoredKey or ServerKey has the wrong length"));
         }
-        Ok(ScramCredentials { algorithm, iterations, salt, stored_key, server_key })
+        Ok(ScramCredentials {
+            algorithm,
+            iterations,
+            salt,
+            stored_key,
+            server_key,
+        })
     }
 
     /// Derives the credential from a plaintext (for a plaintext passdb, or to generate one).
@@ -187,7 +202,10 @@ impl ScramCredentials {
     pub fn verify_password(&self, password: &[u8]) -> bool {
         let salted = scram_salted_password(self.algorithm, password, &self.salt, self.iterations);
         let client_key = scram_client_key(self.algorithm, &salted);
-        ct_eq(&scram_stored_key(self.algorithm, &client_key), &self.stored_key)
+        ct_eq(
+            &scram_stored_key(self.algorithm, &client_key),
+            &self.stored_key,
+        )
     }
 
     /// The salt in base64, as sent in the server-first message.
@@ -221,5 +239,8 @@ pub(super) fn generate(scheme: Scheme, password: &[u8]) -> Result<String, Scheme
         .ok_or(SchemeError::malformed(scheme, "not a SCRAM scheme"))?;
     let mut salt = [0u8; GENERATED_SALT_LEN];
     random_bytes(&mut salt)?;
-    Ok(ScramCredentials::from_password(algorithm, password, &salt, MIN_ITERATIONS).to_stored_string())
+    Ok(
+        ScramCredentials::from_password(algorithm, password, &salt, MIN_ITERATIONS)
+            .to_stored_string(),
+    )
 }

@@ -148,10 +148,8 @@ impl Connection {
             let start = buf.len();
             // Read at most up to the line limit; `next_line` rejects a full buffer without LF.
             buf.resize(CLIENT_MAX_LINE, 0);
-            let n = match reader.read(&mut buf[start..]).await {
-                Ok(n) => n,
-                Err(_) => 0,
-            };
+            // A read error ends the connection like EOF does.
+            let n = reader.read(&mut buf[start..]).await.unwrap_or(0);
             buf.truncate(start + n);
             if n == 0 {
                 return Ok(());
