@@ -21,6 +21,7 @@
 //! - [`config`]: YAML loading in two stages (raw serde mirror, then validated values).
 //! - [`server`]: sockets, connections, failure delay, privilege drop. Only this layer does I/O.
 //! - [`bench`]: a load generator that speaks the client protocol to any socket.
+//! - [`pw`]: `saslgate pw`, password hashes like `doveadm pw`.
 
 pub mod auth;
 pub mod bench;
@@ -29,6 +30,7 @@ pub mod config;
 pub mod db;
 pub mod passdb;
 pub mod protocol;
+pub mod pw;
 pub mod sasl;
 pub mod scheme;
 pub mod secret;

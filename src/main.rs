@@ -26,6 +26,8 @@ enum Command {
     Check,
     /// Load generator: authenticate over the client protocol as fast as possible.
     Bench(saslgate::bench::Args),
+    /// List, generate and test password hashes (like `doveadm pw`).
+    Pw(saslgate::pw::Args),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         None => run_daemon(cli.config),
         Some(Command::Check) => check(cli.config),
         Some(Command::Bench(args)) => saslgate::bench::main(args),
+        Some(Command::Pw(args)) => Ok(saslgate::pw::main(args)),
     };
     match result {
         Ok(code) => code,

@@ -14,7 +14,8 @@ use crate::passdb::{self, Passdb, PassdbOutcome};
 use crate::protocol::client::{AuthParams, Secured};
 use crate::protocol::master::LookupInfo;
 use crate::protocol::FailCode;
-use crate::sasl::PlainCredentials;
+use crate::sasl::{CredentialsRequest, PlainCredentials};
+use crate::secret::Secret;
 use crate::userdb::{self, Userdb, UserdbOutcome};
 use var::{split_user, Template, Var};
 
@@ -90,6 +91,10 @@ pub struct RequestInfo {
     pub client_pid: Option<u32>,
     /// `secured`.
     pub secured: Option<Secured>,
+    /// `valid-client-cert`: the TLS client certificate verified.
+    pub valid_client_cert: bool,
+    /// `cert_username`, kept only when it is non-empty and the certificate is valid.
+    pub cert_username: Option<String>,
     /// Per-request debug logging.
     pub debug: bool,
 }
@@ -105,6 +110,8 @@ impl RequestInfo {
             session: params.session.clone(),
             client_pid,
             secured: params.secured,
+            valid_client_cert: params.valid_client_cert,
+            cert_username: params.cert_username.clone().filter(|u| params.valid_client_cert && !u.is_empty()),
             debug: params.debug,
         }
     }
@@ -119,6 +126,8 @@ impl RequestInfo {
             session: info.get("session").map(str::to_owned),
             client_pid: None,
             secured: None,
+            valid_client_cert: false,
+            cert_username: None,
             debug: info.get("debug").is_some(),
         }
     }
@@ -197,6 +206,10 @@ pub struct Settings {
     pub username_format: Template,
     /// `failure_delay` (default 2 s).
     pub failure_delay: Duration,
+    /// `anonymous_username`: who ANONYMOUS logs in as (default `anonymous`).
+    pub anonymous_username: String,
+    /// `ssl_username_from_cert`: take the user name from a valid client certificate.
+    pub ssl_username_from_cert: bool,
 }
 
 /// The passdbs and userdbs of a running daemon, and the rules for using them.
@@ -265,15 +278,7 @@ impl Authenticator {
             let reply = db.verify_plain(lookup, &creds.password).await;
             match reply.outcome {
                 PassdbOutcome::Ok => {
-                    let mut fields = Fields::new();
-                    let mut user = user.clone();
-                    for (k, v) in reply.fields.iter() {
-                        if k == "user" && !v.is_empty() {
-                            v.clone_into(&mut user);
-                        } else if !HIDDEN_PASSDB_FIELDS.contains(&k) && !k.starts_with("userdb_") {
-                            fields.set(k, v);
-                        }
-                    }
+                    let (user, fields) = visible_fields(&user, &reply.fields);
                     let original_user = (user != given).then(|| given.to_owned());
                     return AuthOutcome::Success { user, original_user, fields };
                 }
@@ -294,6 +299,67 @@ impl Authenticator {
             (_, other) => (None, format!("{other:?}")),
         };
         AuthOutcome::Failure(Failure { code, original_user, ..Failure::plain(Some(user.clone()), why) })
+    }
+
+    /// Fetches the credential a challenge-response mechanism needs, through the passdb chain.
+    pub async fn lookup_credentials(&self, info: &RequestInfo, req: &CredentialsRequest) -> CredentialsOutcome {
+        let given = req.authcid.as_str();
+        let Some(user) = self.translate_user(given, info) else {
+            return CredentialsOutcome::Failed(Failure::plain(Some(given.to_owned()), "empty user name after username_format"));
+        };
+        let original_user = (user != given).then(|| given.to_owned());
+        let fail = |code, why: &str| {
+            CredentialsOutcome::Failed(Failure { original_user: original_user.clone(), code, ..Failure::plain(Some(user.clone()), why) })
+        };
+        if req.authzid.is_some() {
+            return fail(None, "master user login attempted without master passdbs");
+        }
+        let mut last = PassdbOutcome::UserUnknown;
+        let mut internal = false;
+        for db in &self.passdbs {
+            let reply = db.lookup_credentials(passdb::Lookup { user: &user, info }, req.scheme).await;
+            match (reply.outcome, reply.credential) {
+                (PassdbOutcome::Ok, Some(credential)) => {
+                    let (user, fields) = visible_fields(&user, &reply.fields);
+                    let original_user = (user != given).then(|| given.to_owned());
+                    return CredentialsOutcome::Found { user, original_user, fields, credential };
+                }
+                (PassdbOutcome::InternalFailure(why), _) => {
+                    tracing::error!(driver = db.driver(), user = %user, "passdb failure: {why}");
+                    internal = true;
+                }
+                (PassdbOutcome::Ok, None) => last = PassdbOutcome::SchemeNotAvailable,
+                (other, _) => last = other,
+            }
+        }
+        match last {
+            _ if internal => fail(Some(FailCode::TempFail), "internal failure"),
+            PassdbOutcome::UserUnknown => fail(None, "unknown user"),
+            PassdbOutcome::SchemeNotAvailable => fail(None, &format!("no {} credentials for the user (stored in another scheme)", req.scheme.as_str())),
+            other => fail(None, &format!("{other:?}")),
+        }
+    }
+
+    /// ANONYMOUS: the configured anonymous user, flagged `anonymous`; no passdb is asked.
+    pub fn anonymous(&self) -> AuthOutcome {
+        let mut fields = Fields::new();
+        fields.set("anonymous", "");
+        AuthOutcome::Success { user: self.settings.anonymous_username.clone(), original_user: None, fields }
+    }
+
+    /// EXTERNAL: the user named by a valid client certificate, checked with an empty password
+    /// (so only a passdb that says `nopassword` lets it in). A different authzid would be a
+    /// master-user login.
+    pub async fn external(&self, info: &RequestInfo, authzid: Option<&str>) -> AuthOutcome {
+        let cert_user = info.cert_username.as_deref().filter(|_| self.settings.ssl_username_from_cert);
+        let Some(cert_user) = cert_user else {
+            return AuthOutcome::Failure(Failure::plain(None, "username not known: no valid client certificate with a user name (needs ssl_username_from_cert)"));
+        };
+        if authzid.is_some_and(|z| z != cert_user) {
+            return AuthOutcome::Failure(Failure::plain(Some(cert_user.to_owned()), "master user login attempted without master passdbs"));
+        }
+        let creds = PlainCredentials { authcid: cert_user.to_owned(), authzid: None, password: Secret::default() };
+        self.verify_plain(info, &creds).await
     }
 
     /// Looks a user up in the userdbs. `authenticated` is true right after a successful AUTH.
@@ -366,6 +432,39 @@ impl Authenticator {
         }
         if any { Ok(all) } else { Err("no userdb can list users".into()) }
     }
+}
+
+/// A successful passdb's fields as a reply shows them, and the user name after its `user`
+/// field (a passdb may rename the user).
+fn visible_fields(user: &str, passdb_fields: &Fields) -> (String, Fields) {
+    let mut fields = Fields::new();
+    let mut user = user.to_owned();
+    for (k, v) in passdb_fields.iter() {
+        if k == "user" && !v.is_empty() {
+            v.clone_into(&mut user);
+        } else if !HIDDEN_PASSDB_FIELDS.contains(&k) && !k.starts_with("userdb_") {
+            fields.set(k, v);
+        }
+    }
+    (user, fields)
+}
+
+/// The result of a credentials lookup.
+#[derive(Debug)]
+pub enum CredentialsOutcome {
+    /// A passdb had the credential.
+    Found {
+        /// The user name after `username_format` and the passdb's `user` field.
+        user: String,
+        /// The name the mechanism gave, when it differs.
+        original_user: Option<String>,
+        /// The passdb's visible extra fields.
+        fields: Fields,
+        /// The credential, raw.
+        credential: Secret,
+    },
+    /// No credential: the request fails.
+    Failed(Failure),
 }
 
 /// The result of a passdb lookup without a password.

@@ -110,6 +110,15 @@ pub enum PassdbConfig {
     },
 }
 
+impl PassdbConfig {
+    /// Whether this passdb can ever answer a credentials lookup (CRAM-MD5, DIGEST-MD5, SCRAM).
+    pub fn can_lookup_credentials(&self) -> bool {
+        match self {
+            PassdbConfig::PasswdFile { .. } => true,
+        }
+    }
+}
+
 /// A validated userdb block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserdbConfig {
@@ -162,6 +171,10 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     /// Mechanisms offered, in order.
     pub mechanisms: Vec<&'static MechInfo>,
+    /// Host name used in challenges (`auth.hostname`, default the system's).
+    pub hostname: String,
+    /// Realms DIGEST-MD5 offers (`auth.realms`).
+    pub realms: Vec<String>,
     /// Global authentication settings.
     pub auth: crate::auth::Settings,
     /// Limits.
@@ -278,6 +291,17 @@ impl Validator<'_> {
         if passdbs.is_empty() && mechanisms.iter().any(|m| m.need == PassdbNeed::VerifyPlain) {
             return Err(self.err(&[key("passdbs")], "no passdb is configured, so no mechanism can check a password; add a passdb (e.g. `- { driver: passwd-file, path: users.passwd }`)"));
         }
+        for (i, m) in mechanisms.iter().enumerate() {
+            if let PassdbNeed::Credentials(scheme) = m.need {
+                if !passdbs.iter().any(PassdbConfig::can_lookup_credentials) {
+                    return Err(self.err(&[key("auth"), key("mechanisms"), Seg::Index(i)], format!("{} needs {} credentials, and no configured passdb can look credentials up; remove the mechanism or add a passwd-file passdb", m.name, scheme.as_str())));
+                }
+            }
+        }
+        let hostname = match raw.auth.hostname {
+            Some(h) if !h.is_empty() => h,
+            _ => nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into()),
+        };
         let limits = Limits {
             max_connections: positive(raw.limits.max_connections, 1000).map_err(|m| self.err(&[key("limits"), key("max_connections")], m))?,
             max_requests_per_connection: positive(raw.limits.max_requests_per_connection, 256)
@@ -298,7 +322,14 @@ impl Validator<'_> {
             group: raw.group,
             listeners,
             mechanisms,
-            auth: crate::auth::Settings { username_format, failure_delay },
+            hostname,
+            realms: raw.auth.realms.unwrap_or_default(),
+            auth: crate::auth::Settings {
+                username_format,
+                failure_delay,
+                anonymous_username: raw.auth.anonymous_username.unwrap_or_else(|| "anonymous".into()),
+                ssl_username_from_cert: raw.auth.ssl_username_from_cert.unwrap_or(false),
+            },
             limits,
             pool,
             log_level,

@@ -43,6 +43,10 @@ pub(crate) struct Auth {
     pub(crate) mechanisms: Option<Vec<String>>,
     pub(crate) failure_delay: Option<String>,
     pub(crate) username_format: Option<String>,
+    pub(crate) anonymous_username: Option<String>,
+    pub(crate) ssl_username_from_cert: Option<bool>,
+    pub(crate) hostname: Option<String>,
+    pub(crate) realms: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

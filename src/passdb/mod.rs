@@ -15,6 +15,7 @@ use crate::auth::{Fields, RequestInfo};
 use crate::blocking::Pool;
 use crate::config::PassdbConfig;
 use crate::db::passwd_file::Files;
+use crate::scheme::Scheme;
 use crate::secret::Secret;
 
 pub use passwd_file::PasswdFile;
@@ -38,19 +39,27 @@ pub enum PassdbOutcome {
     InternalFailure(String),
 }
 
-/// A passdb's answer: the outcome and the extra fields it returned.
+/// A passdb's answer: the outcome, the extra fields it returned, and for a credentials lookup
+/// the credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PassdbReply {
     /// The outcome.
     pub outcome: PassdbOutcome,
     /// Extra fields, in the order the passdb gave them.
     pub fields: Fields,
+    /// The credential, decoded to raw bytes, when a credentials lookup succeeded.
+    pub credential: Option<Secret>,
 }
 
 impl PassdbReply {
     /// A reply without fields.
     pub fn bare(outcome: PassdbOutcome) -> PassdbReply {
-        PassdbReply { outcome, fields: Fields::new() }
+        PassdbReply { outcome, fields: Fields::new(), credential: None }
+    }
+
+    /// A reply with fields and no credential.
+    pub fn with_fields(outcome: PassdbOutcome, fields: Fields) -> PassdbReply {
+        PassdbReply { outcome, fields, credential: None }
     }
 }
 
@@ -74,6 +83,15 @@ pub trait Passdb: Send + Sync + std::fmt::Debug {
 
     /// Looks the user up without checking a password (master `PASS`, static userdb checks).
     async fn lookup(&self, lookup: Lookup<'_>) -> PassdbReply;
+
+    /// Fetches the user's credential in `scheme` for a challenge-response mechanism. A stored
+    /// plaintext password is converted; any other scheme gives `SchemeNotAvailable`.
+    async fn lookup_credentials(&self, lookup: Lookup<'_>, scheme: Scheme) -> PassdbReply;
+
+    /// Whether this driver can ever answer `lookup_credentials` (PAM and LDAP bind cannot).
+    fn can_lookup_credentials(&self) -> bool {
+        true
+    }
 }
 
 /// Builds a passdb from its validated config.

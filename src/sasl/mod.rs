@@ -1,20 +1,99 @@
 //! SASL mechanisms as pure state machines.
 //!
 //! A mechanism sees only bytes (already base64-decoded) and answers with a [`Step`]: send a
-//! challenge, ask the request layer to check a password, or fail. It never talks to a passdb;
-//! what it needs from one is declared in its [`MechInfo`], so start-up can refuse a mechanism
-//! that no configured passdb can serve. Mechanism states are named `Expect…` and are consumed on
-//! every transition; input in a state that does not expect it is a typed failure, never a panic.
+//! challenge, ask the request layer to check a password or to fetch a stored credential in a
+//! scheme, or finish. It never talks to a passdb; what it needs from one is declared in its
+//! [`MechInfo`], so start-up can refuse a mechanism that no configured passdb can serve.
+//! Mechanism states are named `Expect…` and are consumed on every transition; input in a state
+//! that does not expect it is a typed failure, never a panic. Randomness and time come from a
+//! [`MechContext`], so tests and fuzzers can fix them.
 
+mod anonymous;
+mod cram_md5;
+mod external;
 mod login;
 mod plain;
 
 use std::fmt;
+use std::sync::Arc;
 
+use crate::scheme::Scheme;
 use crate::secret::Secret;
 
+pub use anonymous::Anonymous;
+pub use cram_md5::CramMd5;
+pub use external::External;
 pub use login::Login;
 pub use plain::Plain;
+
+/// Where a mechanism gets random bytes and the time.
+pub trait Entropy: Send + Sync + fmt::Debug {
+    /// Fills `buf` with unpredictable bytes.
+    fn fill(&self, buf: &mut [u8]);
+    /// Seconds since the Unix epoch.
+    fn unix_time(&self) -> u64;
+}
+
+/// The operating system's random generator and clock.
+#[derive(Debug, Default)]
+pub struct SystemEntropy;
+
+impl Entropy for SystemEntropy {
+    fn fill(&self, buf: &mut [u8]) {
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, buf);
+    }
+
+    fn unix_time(&self) -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    }
+}
+
+/// Fixed "randomness" for tests and fuzzing: bytes counting up from a seed, and a fixed time.
+#[derive(Debug)]
+pub struct FixedEntropy {
+    /// The first byte; later bytes count up from it.
+    pub seed: u8,
+    /// The time reported.
+    pub time: u64,
+}
+
+impl Entropy for FixedEntropy {
+    fn fill(&self, buf: &mut [u8]) {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = self.seed.wrapping_add(i as u8);
+        }
+    }
+
+    fn unix_time(&self) -> u64 {
+        self.time
+    }
+}
+
+/// What every mechanism instance may use.
+#[derive(Debug, Clone)]
+pub struct MechContext {
+    /// Host name for challenges (CRAM-MD5's `<…@host>`, DIGEST-MD5's default realm).
+    pub hostname: String,
+    /// Realms offered by DIGEST-MD5.
+    pub realms: Vec<String>,
+    /// Randomness and time.
+    pub entropy: Arc<dyn Entropy>,
+}
+
+impl Default for MechContext {
+    fn default() -> Self {
+        MechContext { hostname: "localhost".into(), realms: Vec::new(), entropy: Arc::new(SystemEntropy) }
+    }
+}
+
+impl MechContext {
+    /// `n` random bytes.
+    pub fn random(&self, n: usize) -> Vec<u8> {
+        let mut buf = vec![0u8; n];
+        self.entropy.fill(&mut buf);
+        buf
+    }
+}
 
 /// What a mechanism needs from the passdbs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +102,8 @@ pub enum PassdbNeed {
     Nothing,
     /// A plaintext password check (`verify_plain`).
     VerifyPlain,
+    /// The stored credential in this scheme (a plaintext password is converted to it).
+    Credentials(Scheme),
 }
 
 /// Static description of a mechanism.
@@ -38,20 +119,23 @@ pub struct MechInfo {
     pub allows_nul: bool,
     /// What the mechanism needs from the passdbs.
     pub need: PassdbNeed,
-    new: fn() -> Box<dyn Mechanism>,
+    new: fn(&MechContext) -> Box<dyn Mechanism>,
 }
 
 impl MechInfo {
     /// A fresh mechanism instance for one request.
-    pub fn start(&self) -> Box<dyn Mechanism> {
-        (self.new)()
+    pub fn start(&self, ctx: &MechContext) -> Box<dyn Mechanism> {
+        (self.new)(ctx)
     }
 }
 
 /// Every mechanism this build knows, in the order Dovecot lists them by default.
 pub static MECHANISMS: &[MechInfo] = &[
-    MechInfo { name: "PLAIN", flags: &["plaintext"], allows_nul: true, need: PassdbNeed::VerifyPlain, new: || Box::new(Plain::new()) },
-    MechInfo { name: "LOGIN", flags: &["plaintext"], allows_nul: false, need: PassdbNeed::VerifyPlain, new: || Box::new(Login::new()) },
+    MechInfo { name: "PLAIN", flags: &["plaintext"], allows_nul: true, need: PassdbNeed::VerifyPlain, new: |_| Box::new(Plain::new()) },
+    MechInfo { name: "LOGIN", flags: &["plaintext"], allows_nul: false, need: PassdbNeed::VerifyPlain, new: |_| Box::new(Login::new()) },
+    MechInfo { name: "CRAM-MD5", flags: &["dictionary", "active"], allows_nul: false, need: PassdbNeed::Credentials(Scheme::CramMd5), new: |c| Box::new(CramMd5::new(c)) },
+    MechInfo { name: "EXTERNAL", flags: &[], allows_nul: false, need: PassdbNeed::VerifyPlain, new: |_| Box::new(External::new()) },
+    MechInfo { name: "ANONYMOUS", flags: &["anonymous"], allows_nul: true, need: PassdbNeed::Nothing, new: |_| Box::new(Anonymous::new()) },
 ];
 
 /// Finds a mechanism by name, case-insensitively.
@@ -66,8 +150,37 @@ pub enum Step {
     Challenge(Vec<u8>),
     /// Check this password for this user through the passdbs.
     VerifyPlain(PlainCredentials),
+    /// Fetch this user's stored credential in a scheme, then call [`Mechanism::credentials`].
+    LookupCredentials(CredentialsRequest),
+    /// Log in as the configured anonymous user (no passdb).
+    Anonymous {
+        /// The client's trace text, for the log.
+        trace: String,
+    },
+    /// Log in as the user named by the client certificate, with an empty password.
+    External {
+        /// The requested authorization identity, when given and not empty.
+        authzid: Option<String>,
+    },
+    /// The client proved it knows the credential. `final_data` is the server's last message
+    /// (SCRAM's server signature, DIGEST-MD5's rspauth), sent before or with the OK.
+    Success {
+        /// Final server data, if the mechanism has any.
+        final_data: Option<Vec<u8>>,
+    },
     /// The exchange failed.
     Fail(MechFailure),
+}
+
+/// A request for a stored credential.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CredentialsRequest {
+    /// The authentication identity.
+    pub authcid: String,
+    /// The authorization identity, when it differs from `authcid`.
+    pub authzid: Option<String>,
+    /// The scheme the credential must be in.
+    pub scheme: Scheme,
 }
 
 /// A user name and password taken from a plaintext mechanism.
@@ -88,6 +201,10 @@ pub enum MechFailure {
     InvalidInput(&'static str),
     /// A response arrived in a state that expects none.
     UnexpectedInput,
+    /// The client's proof does not match the stored credential (a wrong password).
+    PasswordMismatch,
+    /// The stored credential cannot be used (wrong length, malformed).
+    BadCredential,
 }
 
 impl fmt::Display for MechFailure {
@@ -95,6 +212,8 @@ impl fmt::Display for MechFailure {
         match self {
             MechFailure::InvalidInput(why) => write!(f, "invalid input: {why}"),
             MechFailure::UnexpectedInput => f.write_str("unexpected input"),
+            MechFailure::PasswordMismatch => f.write_str("password mismatch"),
+            MechFailure::BadCredential => f.write_str("the stored credential is not usable"),
         }
     }
 }
@@ -105,6 +224,12 @@ pub trait Mechanism: Send {
     fn start(&mut self, initial: Option<&[u8]>) -> Step;
     /// Takes the client's response to the last challenge.
     fn step(&mut self, response: &[u8]) -> Step;
+    /// Takes the credential asked for with [`Step::LookupCredentials`], decoded to raw bytes
+    /// (for SCRAM: the `iter,salt,StoredKey,ServerKey` text).
+    fn credentials(&mut self, credential: &[u8]) -> Step {
+        let _ = credential;
+        Step::Fail(MechFailure::UnexpectedInput)
+    }
 }
 
 /// A SASL identity must be valid UTF-8 (we compare and log it as text) and non-empty.
@@ -124,6 +249,7 @@ mod tests {
     fn lookup_is_case_insensitive() {
         assert_eq!(lookup("plain").map(|m| m.name), Some("PLAIN"));
         assert_eq!(lookup("Login").map(|m| m.name), Some("LOGIN"));
+        assert_eq!(lookup("cram-md5").map(|m| m.name), Some("CRAM-MD5"));
         assert!(lookup("PLAINX").is_none());
         assert!(lookup("").is_none());
     }

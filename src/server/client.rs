@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use super::{FinishedLogin, LoginConnection, Shared};
-use crate::auth::{AuthOutcome, Failure, RequestInfo};
+use crate::auth::{AuthOutcome, CredentialsOutcome, Failure, RequestInfo};
 use crate::protocol::base64;
 use crate::protocol::client::{self as wire, ClientCommand, InitialResponse, Reply};
 use crate::protocol::line::{next_line, Frame};
@@ -217,6 +217,7 @@ impl Connection {
                     mech,
                     info: RequestInfo::from_auth(&auth.params, mech.name, self.cpid),
                     no_penalty: auth.params.no_penalty,
+                    final_resp_ok: auth.params.final_resp_ok,
                     shared: Arc::clone(&self.shared),
                     tx: self.tx.clone(),
                     requests: Arc::clone(&self.requests),
@@ -284,6 +285,7 @@ struct Request {
     info: RequestInfo,
     #[allow(dead_code)] // read by the penalty logic of a later issue
     no_penalty: bool,
+    final_resp_ok: bool,
     shared: Arc<Shared>,
     tx: mpsc::Sender<Vec<u8>>,
     requests: Arc<Requests>,
@@ -292,7 +294,8 @@ struct Request {
 }
 
 enum End {
-    Done(AuthOutcome),
+    /// The request is decided; a success may carry final SASL data for a `resp=` field.
+    Done(AuthOutcome, Option<Vec<u8>>),
     /// A protocol-level FAIL sent at once, without delay (bad base64).
     Immediate(&'static str),
 }
@@ -307,7 +310,7 @@ impl Request {
                 let line = Reply::new("FAIL", self.id).code(FailCode::InvalidBase64).field("reason", reason.as_bytes()).finish();
                 self.reply(line).await;
             }
-            End::Done(AuthOutcome::Success { user, original_user, fields }) => {
+            End::Done(AuthOutcome::Success { user, original_user, fields }, final_resp) => {
                 tracing::info!(
                     id = self.id.0,
                     user = %sanitize(user.as_bytes(), 128),
@@ -325,6 +328,9 @@ impl Request {
                         reply = reply.field("original_user", orig.as_bytes());
                     }
                 }
+                if let Some(data) = &final_resp {
+                    reply = reply.field("resp", base64::encode(data).as_bytes());
+                }
                 let keep_for_request = !(fields.contains("nologin") || fields.contains("proxy"));
                 if let (Some(login), true) = (&self.login, keep_for_request) {
                     let mut finished = login.finished.lock().unwrap_or_else(|e| e.into_inner());
@@ -336,12 +342,30 @@ impl Request {
                 }
                 self.reply(reply.finish()).await;
             }
-            End::Done(AuthOutcome::Failure(failure)) => self.fail(failure, last_input).await,
+            End::Done(AuthOutcome::Failure(failure), _) => self.fail(failure, last_input).await,
         }
     }
 
+    /// Waits for the client's next response, decoded. `Err` ends the request.
+    async fn response(&self, challenge: &[u8], cont_rx: &mut mpsc::Receiver<Vec<u8>>, last_input: &mut Instant) -> Result<Vec<u8>, End> {
+        self.awaiting.store(true, Ordering::Release);
+        let line = Reply::new("CONT", self.id).raw(base64::encode(challenge).as_bytes()).finish();
+        if self.tx.send(line).await.is_err() {
+            return Err(self.fail_mech("connection closed"));
+        }
+        let Some(text) = cont_rx.recv().await else {
+            return Err(self.fail_mech("connection closed"));
+        };
+        *last_input = Instant::now();
+        let data = base64::decode(&text).map_err(|_| End::Immediate("Invalid base64 data in continued response"))?;
+        if !self.mech.allows_nul && data.contains(&0) {
+            return Err(self.fail_mech("unexpected NUL in a response"));
+        }
+        Ok(data)
+    }
+
     async fn exchange(&self, initial: Option<Vec<u8>>, cont_rx: &mut mpsc::Receiver<Vec<u8>>, last_input: &mut Instant) -> End {
-        let mut mech = self.mech.start();
+        let mut mech = self.mech.start(&self.shared.mech_context);
         let initial = match initial {
             None => None,
             Some(text) => match base64::decode(&text) {
@@ -354,36 +378,59 @@ impl Request {
                 return self.fail_mech("unexpected NUL in the initial response");
             }
         }
+        let auth = &self.shared.auth;
+        // Set once a passdb handed over a credential: who the user is, should the proof hold.
+        let mut found: Option<(String, Option<String>, crate::auth::Fields)> = None;
         let mut step = mech.start(initial.as_deref());
         loop {
-            match step {
-                Step::Challenge(challenge) => {
-                    self.awaiting.store(true, Ordering::Release);
-                    let line = Reply::new("CONT", self.id).raw(base64::encode(&challenge).as_bytes()).finish();
-                    if self.tx.send(line).await.is_err() {
-                        return self.fail_mech("connection closed");
-                    }
-                    let Some(text) = cont_rx.recv().await else {
-                        return self.fail_mech("connection closed");
-                    };
-                    *last_input = Instant::now();
-                    let data = match base64::decode(&text) {
-                        Ok(d) => d,
-                        Err(_) => return End::Immediate("Invalid base64 data in continued response"),
-                    };
-                    if !self.mech.allows_nul && data.contains(&0) {
-                        return self.fail_mech("unexpected NUL in a response");
-                    }
-                    step = mech.step(&data);
+            step = match step {
+                Step::Challenge(challenge) => match self.response(&challenge, cont_rx, last_input).await {
+                    Ok(data) => mech.step(&data),
+                    Err(end) => return end,
+                },
+                Step::VerifyPlain(creds) => return End::Done(auth.verify_plain(&self.info, &creds).await, None),
+                Step::Anonymous { trace } => {
+                    tracing::debug!(id = self.id.0, trace = %trace, "anonymous login");
+                    return End::Done(auth.anonymous(), None);
                 }
-                Step::VerifyPlain(creds) => return End::Done(self.shared.auth.verify_plain(&self.info, &creds).await),
-                Step::Fail(why) => return self.fail_mech(&why.to_string()),
-            }
+                Step::External { authzid } => return End::Done(auth.external(&self.info, authzid.as_deref()).await, None),
+                Step::LookupCredentials(req) => match auth.lookup_credentials(&self.info, &req).await {
+                    CredentialsOutcome::Found { user, original_user, fields, credential } => {
+                        found = Some((user, original_user, fields));
+                        mech.credentials(credential.expose())
+                    }
+                    CredentialsOutcome::Failed(failure) => return End::Done(AuthOutcome::Failure(failure), None),
+                },
+                Step::Success { final_data } => {
+                    let Some((user, original_user, fields)) = found.take() else {
+                        // A mechanism may only succeed on a credential it was given.
+                        return self.fail_mech("mechanism succeeded without credentials");
+                    };
+                    let outcome = AuthOutcome::Success { user, original_user, fields };
+                    return match final_data {
+                        None => End::Done(outcome, None),
+                        Some(data) if self.final_resp_ok => End::Done(outcome, Some(data)),
+                        // Without final-resp-ok the final data goes in a CONT; any answer then
+                        // gets the OK.
+                        Some(data) => match self.response(&data, cont_rx, last_input).await {
+                            Ok(_) => End::Done(outcome, None),
+                            Err(end) => end,
+                        },
+                    };
+                }
+                Step::Fail(why) => {
+                    let failure = match found.take() {
+                        Some((user, original_user, _)) => Failure { original_user, ..Failure::plain(Some(user), why.to_string()) },
+                        None => Failure::plain(None, why.to_string()),
+                    };
+                    return End::Done(AuthOutcome::Failure(failure), None);
+                }
+            };
         }
     }
 
     fn fail_mech(&self, why: &str) -> End {
-        End::Done(AuthOutcome::Failure(Failure::plain(None, why)))
+        End::Done(AuthOutcome::Failure(Failure::plain(None, why)), None)
     }
 
     /// Logs the failure now (for fail2ban), then sends the FAIL after the failure delay.

@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 
 use crate::auth::Authenticator;
 use crate::config::{Config, ListenerConfig, ListenerKind};
-use crate::sasl::MechInfo;
+use crate::sasl::{MechContext, MechInfo};
 
 pub use client::serve as serve_client;
 pub use master::serve as serve_master;
@@ -40,6 +40,8 @@ pub struct Shared {
     pub failure_delay: Duration,
     /// How long a request may live.
     pub request_timeout: Duration,
+    /// Host name, realms and randomness for mechanisms.
+    pub mech_context: MechContext,
     cuid: AtomicU32,
     logins: Mutex<HashMap<u32, Arc<LoginConnection>>>,
 }
@@ -54,6 +56,7 @@ impl Shared {
             max_requests_per_connection: config.limits.max_requests_per_connection,
             failure_delay: config.auth.failure_delay,
             request_timeout: Duration::from_secs(crate::protocol::REQUEST_TIMEOUT_SECS),
+            mech_context: MechContext { hostname: config.hostname.clone(), realms: config.realms.clone(), ..MechContext::default() },
             cuid: AtomicU32::new(1),
             logins: Mutex::new(HashMap::new()),
         }
