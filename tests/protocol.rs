@@ -481,3 +481,91 @@ async fn expensive_hashes_do_not_delay_cheap_ones() {
         assert!(c.line().await.starts_with("FAIL\t"));
     }
 }
+
+const MECH_USERS: &str = "alice:{PLAIN}secret\ncram:{CRAM-MD5}63e89f623c7c33b871986e1b5046d91ceace469b44d211bf7a7f0c6fd4be739e\nbob:{SHA512-CRYPT}$6$rounds=1000$abcdefgh$ignored\ncertuser:::::::nopassword\n";
+
+async fn mech_daemon() -> Daemon {
+    let d = Daemon::start("  mechanisms: [plain, cram-md5, external, anonymous]\n  failure_delay: 0s\n  ssl_username_from_cert: true\n  anonymous_username: anon\n  hostname: mx.example").await;
+    std::fs::write(d.path("users.passwd"), MECH_USERS).unwrap();
+    d
+}
+
+fn cram_answer(challenge_b64: &str, user: &str, password: &[u8]) -> String {
+    let challenge = saslgate::protocol::base64::decode(challenge_b64.as_bytes()).unwrap();
+    let text = String::from_utf8(challenge.clone()).unwrap();
+    assert!(text.starts_with('<') && text.ends_with("@mx.example>"), "{text}");
+    let digest = saslgate::scheme::cram_md5_response(&saslgate::scheme::cram_md5_context(password), &challenge);
+    b64(format!("{user} {}", hex::encode(digest)).as_bytes())
+}
+
+#[tokio::test]
+async fn mechanisms_are_advertised_with_dovecots_flags() {
+    let d = mech_daemon().await;
+    let c = d.client().await;
+    let mechs: Vec<&str> = c.handshake.iter().filter(|l| l.starts_with("MECH")).map(String::as_str).collect();
+    assert_eq!(mechs, ["MECH\tPLAIN\tplaintext", "MECH\tCRAM-MD5\tdictionary\tactive", "MECH\tEXTERNAL", "MECH\tANONYMOUS\tanonymous"]);
+}
+
+#[tokio::test]
+async fn cram_md5_with_stored_context_and_with_plaintext() {
+    let d = mech_daemon().await;
+    let mut c = d.client().await;
+    for (id, user, pass, want) in [
+        (1, "cram", &b"cramsecret"[..], "OK\t1\tuser=cram"),
+        (2, "cram", b"wrong", "FAIL\t2\tuser=cram"),
+        (3, "alice", b"secret", "OK\t3\tuser=alice"),
+        (4, "alice", b"wrong", "FAIL\t4\tuser=alice"),
+        // A hashed password cannot serve CRAM-MD5 (as with Dovecot).
+        (5, "bob", b"anything", "FAIL\t5\tuser=bob"),
+        (6, "nosuch", b"x", "FAIL\t6\tuser=nosuch"),
+    ] {
+        c.send(&format!("AUTH\t{id}\tCRAM-MD5\tservice=smtp\n")).await;
+        let cont = c.line().await;
+        let challenge = cont.strip_prefix(&format!("CONT\t{id}\t")).unwrap().to_owned();
+        c.send(&format!("CONT\t{id}\t{}\n", cram_answer(&challenge, user, pass))).await;
+        assert_eq!(c.line().await, want);
+    }
+    // Malformed responses fail the request only.
+    c.send("AUTH\t7\tCRAM-MD5\tservice=smtp\n").await;
+    c.line().await;
+    c.send(&format!("CONT\t7\t{}\n", b64(b"cram nothex"))).await;
+    assert_eq!(c.line().await, "FAIL\t7");
+}
+
+#[tokio::test]
+async fn external_uses_the_certificate_user() {
+    let d = mech_daemon().await;
+    let mut c = d.client().await;
+    let cert = "valid-client-cert\tcert_username=certuser";
+    c.send(&format!("AUTH\t1\tEXTERNAL\tservice=imap\tno-penalty\t{cert}\tresp=\n")).await;
+    assert_eq!(c.line().await, "OK\t1\tuser=certuser");
+    c.send(&format!("AUTH\t2\tEXTERNAL\tservice=imap\t{cert}\n")).await;
+    assert_eq!(c.line().await, "CONT\t2\t");
+    c.send("CONT\t2\t\n").await;
+    assert_eq!(c.line().await, "OK\t2\tuser=certuser");
+    c.send(&format!("AUTH\t3\tEXTERNAL\tservice=imap\t{cert}\tresp={}\n", b64(b"certuser"))).await;
+    assert_eq!(c.line().await, "OK\t3\tuser=certuser");
+    // Another authzid would be a master-user login: refused.
+    c.send(&format!("AUTH\t4\tEXTERNAL\tservice=imap\t{cert}\tresp={}\n", b64(b"alice"))).await;
+    assert_eq!(c.line().await, "FAIL\t4\tuser=certuser");
+    // No certificate, or a name without a valid certificate, or an empty name: no login.
+    for (id, params) in [(5, ""), (6, "\tcert_username=certuser"), (7, "\tvalid-client-cert"), (8, "\tvalid-client-cert\tcert_username=")] {
+        c.send(&format!("AUTH\t{id}\tEXTERNAL\tservice=imap{params}\tresp=\n")).await;
+        assert_eq!(c.line().await, format!("FAIL\t{id}"));
+    }
+    // A certificate user without nopassword gets no EXTERNAL login (empty password mismatch).
+    c.send("AUTH\t9\tEXTERNAL\tservice=imap\tvalid-client-cert\tcert_username=alice\tresp=\n").await;
+    assert_eq!(c.line().await, "FAIL\t9\tuser=alice");
+}
+
+#[tokio::test]
+async fn anonymous_logs_in_as_the_configured_user() {
+    let d = mech_daemon().await;
+    let mut c = d.client().await;
+    c.send(&format!("AUTH\t1\tANONYMOUS\tservice=imap\tresp={}\n", b64(b"me@example.org"))).await;
+    assert_eq!(c.line().await, "OK\t1\tuser=anon\tanonymous");
+    c.send("AUTH\t2\tANONYMOUS\tservice=imap\n").await;
+    assert_eq!(c.line().await, "CONT\t2\t");
+    c.send("CONT\t2\t\n").await;
+    assert_eq!(c.line().await, "OK\t2\tuser=anon\tanonymous");
+}
