@@ -1,0 +1,175 @@
+//! The `saslgate` binary as an admin runs it: the embedded default, start-up errors, the
+//! privilege drop, stale sockets, and a clean stop.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_saslgate");
+
+struct Running {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Running {
+    fn start(cwd: &Path, args: &[&str]) -> Running {
+        let log = cwd.join("saslgate.log");
+        let child = Command::new(BIN)
+            .args(args)
+            .current_dir(cwd)
+            .env("SASLGATE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Running { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for_socket(path: &Path, running: &Running) {
+    let start = Instant::now();
+    while UnixStream::connect(path).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10), "no socket {}; log:\n{}", path.display(), running.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// PLAIN login over a fresh connection; returns the reply line.
+fn auth(socket: &Path, user: &str, pass: &str) -> String {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    while line != "DONE\n" {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+    }
+    let resp = saslgate::protocol::base64::encode(format!("\0{user}\0{pass}").as_bytes());
+    write!(s, "VERSION\t1\t2\nCPID\t1\nAUTH\t1\tPLAIN\tservice=test\tresp={resp}\n").unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    line.trim_end().to_owned()
+}
+
+#[test]
+fn embedded_default_serves_the_demo_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Running::start(dir.path(), &[]);
+    let sock = dir.path().join("run/auth-client");
+    wait_for_socket(&sock, &d);
+    assert!(dir.path().join("run/users.passwd").exists());
+    for socket in ["auth-login", "auth-master", "auth-userdb"] {
+        assert!(dir.path().join("run").join(socket).exists(), "{socket}");
+    }
+    assert_eq!(auth(&sock, "alice", "alice-secret"), "OK\t1\tuser=alice");
+    assert_eq!(auth(&sock, "bob", "bob-secret"), "OK\t1\tuser=bob");
+    assert_eq!(auth(&sock, "carol", "carol-secret"), "OK\t1\tuser=carol");
+}
+
+#[test]
+fn sigterm_stops_and_removes_the_sockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Running::start(dir.path(), &[]);
+    let sock = dir.path().join("run/auth-client");
+    wait_for_socket(&sock, &d);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.pid() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = d.child.wait().unwrap();
+    assert!(status.success(), "{status:?}\n{}", d.log());
+    assert!(!sock.exists());
+}
+
+#[test]
+fn stale_socket_is_replaced_and_a_live_one_is_not_stolen() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("run")).unwrap();
+    // A stale socket file: bound, then its listener dropped.
+    drop(std::os::unix::net::UnixListener::bind(dir.path().join("run/auth-client")).unwrap());
+    let d = Running::start(dir.path(), &[]);
+    let sock = dir.path().join("run/auth-client");
+    wait_for_socket(&sock, &d);
+    assert_eq!(auth(&sock, "alice", "alice-secret"), "OK\t1\tuser=alice");
+    // A second daemon on the same sockets refuses to start.
+    let out = Command::new(BIN).current_dir(dir.path()).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another process is listening"), "{err}");
+    // ... and the first one still works.
+    assert_eq!(auth(&sock, "alice", "alice-secret"), "OK\t1\tuser=alice");
+}
+
+#[test]
+fn config_errors_name_file_line_and_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("bad.yaml");
+    std::fs::write(&conf, "listeners:\n  - { path: s }\npassdbs:\n  - driver: passwd-file\n    path: nowhere.passwd\n").unwrap();
+    for args in [vec!["--config", conf.to_str().unwrap()], vec!["--config", conf.to_str().unwrap(), "check"]] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("{}:5: passdbs[0].path:", conf.display())), "{err}");
+        assert!(err.contains("does not exist"), "{err}");
+    }
+    let good = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf.example/saslgate.yaml");
+    let out = Command::new(BIN).args(["--config", good.to_str().unwrap(), "check"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn root_drops_privileges_before_serving() {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("this test needs root (it checks the privilege drop); CI runs as root");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users.passwd"), "alice:{PLAIN}pw\n").unwrap();
+    // The daemon user must read the passwd-file and reach the sockets.
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let conf = dir.path().join("saslgate.yaml");
+    std::fs::write(
+        &conf,
+        "user: nobody\ngroup: nogroup\nlisteners:\n  - { path: auth-client, mode: \"0666\" }\npassdbs:\n  - { driver: passwd-file, path: users.passwd, scheme: PLAIN }\n",
+    )
+    .unwrap();
+    let d = Running::start(dir.path(), &["--config", conf.to_str().unwrap()]);
+    let sock = dir.path().join("auth-client");
+    wait_for_socket(&sock, &d);
+    assert_eq!(auth(&sock, "alice", "pw"), "OK\t1\tuser=alice");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+    let field = |name: &str| status.lines().find(|l| l.starts_with(name)).unwrap().split_whitespace().skip(1).collect::<Vec<_>>().join(" ");
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid.as_raw().to_string();
+    let nogroup = nix::unistd::Group::from_name("nogroup").unwrap().unwrap().gid.as_raw().to_string();
+    assert_eq!(field("Uid:"), [nobody.as_str(); 4].join(" "));
+    assert_eq!(field("Gid:"), [nogroup.as_str(); 4].join(" "));
+    assert_eq!(field("Groups:"), "", "supplementary groups must be cleared");
+    assert!(!d.log().contains("running as root"));
+}
+
+#[test]
+fn root_without_user_warns_loudly() {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("this test needs root; CI runs as root");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = Running::start(dir.path(), &[]);
+    wait_for_socket(&dir.path().join("run/auth-client"), &d);
+    assert!(d.log().contains("running as root"), "{}", d.log());
+}
