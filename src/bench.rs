@@ -364,6 +364,8 @@ struct Stats {
     dropped_samples: u64,
     /// Requests still unanswered when the drain time ran out.
     unfinished: u64,
+    /// Every final reply, counted or not (warmup and drain included): what the server did.
+    replies: u64,
     /// The first reply that did not match --expect, for the report.
     first_unexpected: Option<String>,
 }
@@ -402,6 +404,7 @@ async fn run_load(args: &Args, plan: Plan) -> anyhow::Result<ExitCode> {
                 total.fail += s.fail;
                 total.dropped_samples += s.dropped_samples;
                 total.unfinished += s.unfinished;
+                total.replies += s.replies;
                 total.latencies.extend_from_slice(&s.latencies);
                 if total.first_unexpected.is_none() {
                     total.first_unexpected = s.first_unexpected;
@@ -526,6 +529,7 @@ async fn drive(conn: Conn, shared: Arc<Shared>, expect: Expect, max_samples: usi
                 .and_then(|id| pending.remove(&id))
                 .ok_or_else(|| anyhow::anyhow!("reply for an id that is not pending: {}", sanitize(line, 80)))?;
             replaced += 1;
+            stats.replies += 1;
             if !shared.counts(now) {
                 return Ok(());
             }
@@ -535,7 +539,8 @@ async fn drive(conn: Conn, shared: Arc<Shared>, expect: Expect, max_samples: usi
                 stats.fail += 1;
             }
             if ok != (expect == Expect::Ok) && stats.first_unexpected.is_none() {
-                stats.first_unexpected = Some(sanitize(line, 200));
+                let shown: Vec<u8> = line.iter().map(|&b| if b == b'\t' { b' ' } else { b }).collect();
+                stats.first_unexpected = Some(sanitize(&shown, 200));
             }
             if stats.latencies.len() < max_samples {
                 let nanos = u64::try_from(now.saturating_duration_since(sent).as_nanos()).unwrap_or(u64::MAX);
@@ -584,8 +589,8 @@ fn report(args: &Args, plan: &Plan, mut total: Stats, window: Duration) -> anyho
     };
     if args.kv {
         println!(
-            "auths={auths} ok={} fail={} seconds={secs:.3} rate={rate:.1} p50_ms={p50:.3} p99_ms={p99:.3} max_ms={max:.3} mean_ms={mean:.3} connections={} pipeline={} unfinished={} unexpected={unexpected}",
-            total.ok, total.fail, plan.connections, plan.pipeline, total.unfinished
+            "auths={auths} ok={} fail={} seconds={secs:.3} rate={rate:.1} p50_ms={p50:.3} p99_ms={p99:.3} max_ms={max:.3} mean_ms={mean:.3} connections={} pipeline={} unfinished={} unexpected={unexpected} replies={}",
+            total.ok, total.fail, plan.connections, plan.pipeline, total.unfinished, total.replies
         );
     } else {
         println!(

@@ -92,6 +92,8 @@ fn sigterm_stops_and_removes_the_sockets() {
     let mut d = Running::start(dir.path(), &[]);
     let sock = dir.path().join("run/auth-client");
     wait_for_socket(&sock, &d);
+    // Serving (so the signal handlers are in place): a connection gets its handshake.
+    assert_eq!(auth(&sock, "alice", "alice-secret"), "OK\t1\tuser=alice");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.pid() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = d.child.wait().unwrap();
     assert!(status.success(), "{status:?}\n{}", d.log());

@@ -4,13 +4,15 @@
 //! filtering of extra fields, and the shape of a request's [`AuthOutcome`]. It knows nothing of
 //! sockets: the server turns outcomes into reply lines and applies the failure delay.
 
+pub mod chain;
 pub mod var;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::passdb::{self, Passdb, PassdbOutcome};
+use crate::passdb::{self, PassdbOutcome};
+use crate::scheme::Scheme;
 use crate::protocol::client::{AuthParams, Secured};
 use crate::protocol::master::LookupInfo;
 use crate::protocol::FailCode;
@@ -85,6 +87,8 @@ pub struct RequestInfo {
     pub lip: Option<IpAddr>,
     /// Remote IP.
     pub rip: Option<IpAddr>,
+    /// Remote IP before any proxy (`real_rip`, defaults to `rip`).
+    pub real_rip: Option<IpAddr>,
     /// Session id, for logs.
     pub session: Option<String>,
     /// The peer's CPID (login sockets), for `%p`.
@@ -107,6 +111,7 @@ impl RequestInfo {
             mech: Some(mech),
             lip: params.lip,
             rip: params.rip,
+            real_rip: params.real_rip,
             session: params.session.clone(),
             client_pid,
             secured: params.secured,
@@ -123,6 +128,7 @@ impl RequestInfo {
             mech: None,
             lip: info.get("lip").and_then(|v| v.parse().ok()),
             rip: info.get("rip").and_then(|v| v.parse().ok()),
+            real_rip: info.get("real_rip").or(info.get("rip")).and_then(|v| v.parse().ok()),
             session: info.get("session").map(str::to_owned),
             client_pid: None,
             secured: None,
@@ -216,12 +222,13 @@ pub struct Settings {
 #[derive(Debug)]
 pub struct Authenticator {
     settings: Settings,
-    passdbs: Vec<Arc<dyn Passdb>>,
+    passdbs: Vec<chain::PassdbEntry>,
     userdbs: Vec<Arc<dyn Userdb>>,
+    pool: crate::blocking::Pool,
 }
 
 /// Fields a passdb returns that steer the request and never reach a reply.
-const HIDDEN_PASSDB_FIELDS: &[&str] = &["password", "user", "nopassword", "allow_nets", "allow_real_nets", "noauthenticate", "nodelay"];
+const HIDDEN_PASSDB_FIELDS: &[&str] = &["password", "user", "nopassword", "allow_nets", "allow_real_nets", "noauthenticate", "nodelay", "fail"];
 
 /// Bytes no password may contain: they would break the line protocol (Dovecot rejects them
 /// before any passdb lookup).
@@ -231,16 +238,16 @@ fn has_illegal_password_bytes(password: &[u8]) -> bool {
 
 impl Authenticator {
     /// An authenticator over built databases.
-    pub fn new(settings: Settings, passdbs: Vec<Arc<dyn Passdb>>, userdbs: Vec<Arc<dyn Userdb>>) -> Authenticator {
-        Authenticator { settings, passdbs, userdbs }
+    pub fn new(settings: Settings, passdbs: Vec<chain::PassdbEntry>, userdbs: Vec<Arc<dyn Userdb>>, pool: crate::blocking::Pool) -> Authenticator {
+        Authenticator { settings, passdbs, userdbs, pool }
     }
 
     /// Builds every database from a validated config.
     pub fn from_config(config: &crate::config::Config, pool: &crate::blocking::Pool) -> Authenticator {
         let files = Arc::new(crate::db::passwd_file::Files::default());
-        let passdbs = config.passdbs.iter().map(|p| passdb::build(p, pool, &files)).collect();
+        let passdbs = config.passdbs.iter().map(|p| chain::PassdbEntry { db: passdb::build(p, pool, &files), rules: p.rules.clone() }).collect();
         let userdbs = config.userdbs.iter().map(|u| userdb::build(u, pool, &files)).collect();
-        Authenticator::new(config.auth.clone(), passdbs, userdbs)
+        Authenticator::new(config.auth.clone(), passdbs, userdbs, pool.clone())
     }
 
     /// The global settings.
@@ -252,6 +259,23 @@ impl Authenticator {
     pub fn translate_user(&self, given: &str, info: &RequestInfo) -> Option<String> {
         let user = expand_for_user(&self.settings.username_format, given, info);
         (!user.is_empty()).then_some(user)
+    }
+
+    /// The failure for a chain that did not succeed.
+    fn chain_failure(&self, result: &chain::ChainResult, original_user: Option<String>, wanted: Option<Scheme>) -> Failure {
+        let (code, why) = match &result.outcome {
+            PassdbOutcome::InternalFailure(why) => (Some(FailCode::TempFail), format!("internal failure: {why}")),
+            PassdbOutcome::UserUnknown => (None, "unknown user".to_owned()),
+            PassdbOutcome::PasswordMismatch => (None, "password mismatch".to_owned()),
+            PassdbOutcome::UserDisabled => (Some(FailCode::UserDisabled), "user disabled".to_owned()),
+            PassdbOutcome::PasswordExpired => (Some(FailCode::PassExpired), "password expired".to_owned()),
+            PassdbOutcome::SchemeNotAvailable => match wanted {
+                Some(s) => (None, format!("no {} credentials for the user (stored in another scheme)", s.as_str())),
+                None => (None, "password scheme not available".to_owned()),
+            },
+            PassdbOutcome::Ok => (None, "ok".to_owned()),
+        };
+        Failure { code, original_user, ..Failure::plain(Some(result.user.clone()), why) }
     }
 
     /// Checks a plaintext password through the passdb chain.
@@ -270,35 +294,21 @@ impl Authenticator {
         if has_illegal_password_bytes(creds.password.expose()) {
             return fail("password has illegal characters");
         }
-        let lookup = passdb::Lookup { user: &user, info };
-        // Dovecot's default chain: success returns, anything else goes on to the next passdb.
-        let mut last = PassdbOutcome::UserUnknown;
-        let mut internal = None;
-        for db in &self.passdbs {
-            let reply = db.verify_plain(lookup, &creds.password).await;
-            match reply.outcome {
-                PassdbOutcome::Ok => {
-                    let (user, fields) = visible_fields(&user, &reply.fields);
-                    let original_user = (user != given).then(|| given.to_owned());
-                    return AuthOutcome::Success { user, original_user, fields };
-                }
-                PassdbOutcome::InternalFailure(ref why) => {
-                    tracing::error!(driver = db.driver(), user = %user, "passdb failure: {why}");
-                    internal = Some(why.clone());
-                }
-                ref other => last = other.clone(),
-            }
+        let result = self.passdb_chain(&user, info, chain::Op::Verify(&creds.password)).await;
+        self.finish(result, given, None)
+    }
+
+    fn finish(&self, result: chain::ChainResult, given: &str, wanted: Option<Scheme>) -> AuthOutcome {
+        let original_user = (result.user != given).then(|| given.to_owned());
+        if result.outcome != PassdbOutcome::Ok {
+            let mut failure = self.chain_failure(&result, original_user, wanted);
+            // `nodelay` from a passdb whose result was kept (never the failing one's own).
+            failure.nodelay = result.fields.contains("nodelay");
+            return AuthOutcome::Failure(failure);
         }
-        let (code, why) = match (&internal, &last) {
-            (Some(why), _) => (Some(FailCode::TempFail), format!("internal failure: {why}")),
-            (_, PassdbOutcome::UserUnknown) => (None, "unknown user".to_owned()),
-            (_, PassdbOutcome::PasswordMismatch) => (None, "password mismatch".to_owned()),
-            (_, PassdbOutcome::UserDisabled) => (Some(FailCode::UserDisabled), "user disabled".to_owned()),
-            (_, PassdbOutcome::PasswordExpired) => (Some(FailCode::PassExpired), "password expired".to_owned()),
-            (_, PassdbOutcome::SchemeNotAvailable) => (None, "password scheme not available".to_owned()),
-            (_, other) => (None, format!("{other:?}")),
-        };
-        AuthOutcome::Failure(Failure { code, original_user, ..Failure::plain(Some(user.clone()), why) })
+        let (user, fields) = visible_fields(&result.user, &result.fields);
+        let original_user = (user != given).then(|| given.to_owned());
+        AuthOutcome::Success { user, original_user, fields }
     }
 
     /// Fetches the credential a challenge-response mechanism needs, through the passdb chain.
@@ -307,36 +317,18 @@ impl Authenticator {
         let Some(user) = self.translate_user(given, info) else {
             return CredentialsOutcome::Failed(Failure::plain(Some(given.to_owned()), "empty user name after username_format"));
         };
-        let original_user = (user != given).then(|| given.to_owned());
-        let fail = |code, why: &str| {
-            CredentialsOutcome::Failed(Failure { original_user: original_user.clone(), code, ..Failure::plain(Some(user.clone()), why) })
-        };
         if req.authzid.is_some() {
-            return fail(None, "master user login attempted without master passdbs");
+            let original_user = (user != given).then(|| given.to_owned());
+            return CredentialsOutcome::Failed(Failure { original_user, ..Failure::plain(Some(user), "master user login attempted without master passdbs") });
         }
-        let mut last = PassdbOutcome::UserUnknown;
-        let mut internal = false;
-        for db in &self.passdbs {
-            let reply = db.lookup_credentials(passdb::Lookup { user: &user, info }, req.scheme).await;
-            match (reply.outcome, reply.credential) {
-                (PassdbOutcome::Ok, Some(credential)) => {
-                    let (user, fields) = visible_fields(&user, &reply.fields);
-                    let original_user = (user != given).then(|| given.to_owned());
-                    return CredentialsOutcome::Found { user, original_user, fields, credential };
-                }
-                (PassdbOutcome::InternalFailure(why), _) => {
-                    tracing::error!(driver = db.driver(), user = %user, "passdb failure: {why}");
-                    internal = true;
-                }
-                (PassdbOutcome::Ok, None) => last = PassdbOutcome::SchemeNotAvailable,
-                (other, _) => last = other,
+        let mut result = self.passdb_chain(&user, info, chain::Op::Credentials(req.scheme)).await;
+        let credential = result.credential.take();
+        match (self.finish(result, given, Some(req.scheme)), credential) {
+            (AuthOutcome::Success { user, original_user, fields }, Some(credential)) => CredentialsOutcome::Found { user, original_user, fields, credential },
+            (AuthOutcome::Success { user, original_user, .. }, None) => {
+                CredentialsOutcome::Failed(Failure { original_user, ..Failure::plain(Some(user), "no credential from the passdbs") })
             }
-        }
-        match last {
-            _ if internal => fail(Some(FailCode::TempFail), "internal failure"),
-            PassdbOutcome::UserUnknown => fail(None, "unknown user"),
-            PassdbOutcome::SchemeNotAvailable => fail(None, &format!("no {} credentials for the user (stored in another scheme)", req.scheme.as_str())),
-            other => fail(None, &format!("{other:?}")),
+            (AuthOutcome::Failure(f), _) => CredentialsOutcome::Failed(f),
         }
     }
 
@@ -391,28 +383,14 @@ impl Authenticator {
         }
     }
 
-    /// A passdb lookup without a password (master `PASS`).
+    /// A passdb lookup without a password (master `PASS`): only passdbs that serve
+    /// mechanism-less lookups take part.
     pub async fn lookup_pass(&self, user: &str, info: &RequestInfo) -> PassLookup {
-        let mut internal = None;
-        for db in &self.passdbs {
-            let reply = db.lookup(passdb::Lookup { user, info }).await;
-            match reply.outcome {
-                PassdbOutcome::Ok => {
-                    let fields: Vec<(String, String)> = reply
-                        .fields
-                        .iter()
-                        .filter(|(k, _)| !HIDDEN_PASSDB_FIELDS.contains(k) && !k.starts_with("userdb_"))
-                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                        .collect();
-                    return PassLookup::Found(fields.into());
-                }
-                PassdbOutcome::InternalFailure(why) => internal = Some(why),
-                _ => {}
-            }
-        }
-        match internal {
-            Some(why) => PassLookup::Failed(why),
-            None => PassLookup::NotFound,
+        let result = self.passdb_chain(user, info, chain::Op::Lookup).await;
+        match result.outcome {
+            PassdbOutcome::Ok => PassLookup::Found(visible_fields(&result.user, &result.fields).1),
+            PassdbOutcome::InternalFailure(why) => PassLookup::Failed(why),
+            _ => PassLookup::NotFound,
         }
     }
 

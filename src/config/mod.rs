@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use locate::Seg;
 
+use crate::auth::chain::{MechFilter, PassdbRules, Rule, Skip, UsernameFilter};
 use crate::auth::var::Template;
 use crate::sasl::{self, MechInfo, PassdbNeed};
 use crate::scheme::Scheme;
@@ -96,9 +97,18 @@ pub struct ListenerConfig {
     pub group: Option<String>,
 }
 
-/// A validated passdb block.
+/// A validated passdb block: the driver and its chain rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PassdbConfig {
+pub struct PassdbConfig {
+    /// The driver and its settings.
+    pub driver: PassdbDriver,
+    /// Filters, result rules and field templates.
+    pub rules: PassdbRules,
+}
+
+/// A passdb driver and its own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassdbDriver {
     /// `driver: passwd-file`.
     PasswdFile {
         /// The file (may hold `%variables`).
@@ -108,13 +118,20 @@ pub enum PassdbConfig {
         /// The key looked up in the file (default `%u`).
         username_format: Template,
     },
+    /// `driver: static`: every user exists, with this password (or `nopassword` in `fields`).
+    Static {
+        /// The password template (`{SCHEME}…`, default scheme PLAIN); none with `nopassword`.
+        password: Option<Template>,
+        /// Extra field templates.
+        fields: Vec<(String, Template)>,
+    },
 }
 
 impl PassdbConfig {
     /// Whether this passdb can ever answer a credentials lookup (CRAM-MD5, DIGEST-MD5, SCRAM).
     pub fn can_lookup_credentials(&self) -> bool {
-        match self {
-            PassdbConfig::PasswdFile { .. } => true,
+        match self.driver {
+            PassdbDriver::PasswdFile { .. } | PassdbDriver::Static { .. } => true,
         }
     }
 }
@@ -398,6 +415,18 @@ impl Validator<'_> {
             ("username_format", db.username_format.is_some()),
             ("fields", db.fields.is_some()),
             ("allow_all_users", db.allow_all_users.is_some()),
+            ("password", db.password.is_some()),
+            ("mechanisms", db.mechanisms.is_some()),
+            ("username_filter", db.username_filter.is_some()),
+            ("deny", db.deny.is_some()),
+            ("master", db.master.is_some()),
+            ("pass", db.pass.is_some()),
+            ("skip", db.skip.is_some()),
+            ("result_success", db.result_success.is_some()),
+            ("result_failure", db.result_failure.is_some()),
+            ("result_internalfail", db.result_internalfail.is_some()),
+            ("override_fields", db.override_fields.is_some()),
+            ("default_fields", db.default_fields.is_some()),
         ];
         for (name, set) in present {
             if set && !allowed.contains(&name) {
@@ -430,24 +459,132 @@ impl Validator<'_> {
         self.template(&p, db.username_format.as_deref().unwrap_or("%u"))
     }
 
+    fn field_templates(&self, at: &[Seg], name: &str, map: Option<&std::collections::BTreeMap<String, serde_norway::Value>>) -> Result<Vec<(String, Template)>, ConfigError> {
+        let mut out = Vec::new();
+        for (k, v) in map.into_iter().flatten() {
+            let mut p = at.to_vec();
+            p.extend([key(name), key(k)]);
+            let text = match v {
+                serde_norway::Value::String(s) => s.clone(),
+                serde_norway::Value::Number(n) => n.to_string(),
+                serde_norway::Value::Bool(b) => if *b { "yes".into() } else { "no".into() },
+                serde_norway::Value::Null => String::new(),
+                _ => return Err(self.err(&p, "a field value must be a string, a number, a boolean or empty")),
+            };
+            out.push((k.clone(), self.template(&p, &text)?));
+        }
+        Ok(out)
+    }
+
+    fn rule(&self, at: &[Seg], name: &str, value: Option<&str>, default: Rule) -> Result<Rule, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(v) => Rule::parse(v).ok_or_else(|| {
+                let mut p = at.to_vec();
+                p.push(key(name));
+                self.err(&p, format!("`{v}` is not a rule; use return, return-ok, return-fail, continue, continue-ok or continue-fail"))
+            }),
+        }
+    }
+
+    fn passdb_rules(&self, at: &[Seg], db: &raw::Db) -> Result<PassdbRules, ConfigError> {
+        let here = |k: &str| {
+            let mut p = at.to_vec();
+            p.push(key(k));
+            p
+        };
+        let mechanisms = match &db.mechanisms {
+            None => MechFilter::Any,
+            Some(v) => {
+                let names: Vec<String> = match v {
+                    serde_norway::Value::String(s) => s.split([' ', ',']).filter(|n| !n.is_empty()).map(str::to_owned).collect(),
+                    serde_norway::Value::Sequence(items) => items.iter().map(|i| i.as_str().map(str::to_owned).ok_or_else(|| self.err(&here("mechanisms"), "list mechanism names, e.g. [plain, login]"))).collect::<Result<_, _>>()?,
+                    _ => return Err(self.err(&here("mechanisms"), "list mechanism names, e.g. [plain, login]")),
+                };
+                // `none` alone disables the passdb; `none` in a list means mechanism-less lookups.
+                let alone = names.len() == 1 && names[0].eq_ignore_ascii_case("none");
+                let mut mechs = Vec::new();
+                let mut lookups = false;
+                for (i, n) in names.iter().enumerate() {
+                    if n.eq_ignore_ascii_case("none") {
+                        lookups = !alone;
+                    } else if let Some(m) = sasl::lookup(n) {
+                        mechs.push(m.name.to_owned());
+                    } else {
+                        let mut p = here("mechanisms");
+                        p.push(Seg::Index(i));
+                        return Err(self.err(&p, format!("unknown mechanism `{n}`")));
+                    }
+                }
+                MechFilter::Only { mechs, lookups }
+            }
+        };
+        let skip = match db.skip.as_deref() {
+            None | Some("never") => Skip::Never,
+            Some("authenticated") => Skip::Authenticated,
+            Some("unauthenticated") => Skip::Unauthenticated,
+            Some(other) => return Err(self.err(&here("skip"), format!("`{other}` is not a skip rule; use never, authenticated or unauthenticated"))),
+        };
+        if db.master == Some(true) {
+            return Err(self.err(&here("master"), "master passdbs are not supported yet; remove `master: true`"));
+        }
+        let success_default = if db.pass == Some(true) { Rule::Continue } else { Rule::ReturnOk };
+        Ok(PassdbRules {
+            name: db.name.clone().unwrap_or_else(|| db.driver.clone()),
+            mechanisms,
+            username_filter: UsernameFilter::parse(db.username_filter.as_deref().unwrap_or_default()),
+            skip,
+            result_success: self.rule(at, "result_success", db.result_success.as_deref(), success_default)?,
+            result_failure: self.rule(at, "result_failure", db.result_failure.as_deref(), Rule::Continue)?,
+            result_internalfail: self.rule(at, "result_internalfail", db.result_internalfail.as_deref(), Rule::Continue)?,
+            deny: db.deny.unwrap_or(false),
+            default_fields: self.field_templates(at, "default_fields", db.default_fields.as_ref())?,
+            override_fields: self.field_templates(at, "override_fields", db.override_fields.as_ref())?,
+        })
+    }
+
     fn passdb(&self, at: &[Seg], db: &raw::Db) -> Result<PassdbConfig, ConfigError> {
-        match db.driver.as_str() {
+        const CHAIN: [&str; 12] = ["mechanisms", "username_filter", "deny", "master", "pass", "skip", "result_success", "result_failure", "result_internalfail", "override_fields", "default_fields", "username_format"];
+        let with_chain = |own: &[&'static str]| -> Vec<&'static str> { own.iter().copied().chain(CHAIN).collect() };
+        let driver = match db.driver.as_str() {
             "passwd-file" => {
-                self.only(at, db, &["path", "scheme", "username_format"])?;
+                self.only(at, db, &with_chain(&["path", "scheme"]))?;
                 let mut p = at.to_vec();
                 p.push(key("scheme"));
                 let scheme = match &db.scheme {
                     None => Scheme::Crypt,
                     Some(s) => s.parse::<Scheme>().map_err(|_| self.err(&p, format!("unknown password scheme `{s}`; `saslgate pw -l` lists them")))?,
                 };
-                Ok(PassdbConfig::PasswdFile { path: self.path_template(at, db)?, scheme, username_format: self.username_format(at, db)? })
+                PassdbDriver::PasswdFile { path: self.path_template(at, db)?, scheme, username_format: self.username_format(at, db)? }
+            }
+            "static" => {
+                self.only(at, db, &with_chain(&["password", "fields"]))?;
+                let mut p = at.to_vec();
+                p.push(key("password"));
+                let password = db.password.as_deref().map(|pw| self.template(&p, pw)).transpose()?;
+                let fields = self.field_templates(at, "fields", db.fields.as_ref())?;
+                if password.is_none() && !fields.iter().any(|(k, _)| k == "nopassword") {
+                    return Err(self.err(&p, "a static passdb needs `password` (e.g. \"{PLAIN}secret\") or `fields: { nopassword: \"\" }`"));
+                }
+                PassdbDriver::Static { password, fields }
             }
             other => {
                 let mut p = at.to_vec();
                 p.push(key("driver"));
-                Err(self.err(&p, format!("unknown passdb driver `{other}`; this build has: passwd-file")))
+                return Err(self.err(&p, format!("unknown passdb driver `{other}`; this build has: passwd-file, static")));
             }
+        };
+        let rules = self.passdb_rules(at, db)?;
+        let nopassword = rules.override_fields.iter().chain(rules.default_fields.iter()).any(|(k, _)| k == "nopassword")
+            || matches!(&driver, PassdbDriver::Static { fields, .. } if fields.iter().any(|(k, _)| k == "nopassword"));
+        if nopassword && rules.mechanisms == MechFilter::Any {
+            tracing::warn!(
+                setting = %setting_name(at),
+                file = self.file,
+                "a passdb that sets `nopassword` serves every mechanism: any password is accepted for its users; limit it, e.g. `mechanisms: [external]`"
+            );
         }
+        Ok(PassdbConfig { driver, rules })
     }
 
     fn userdb(&self, at: &[Seg], db: &raw::Db) -> Result<UserdbConfig, ConfigError> {

@@ -80,4 +80,18 @@ pub(crate) struct Db {
     pub(crate) username_format: Option<String>,
     pub(crate) fields: Option<BTreeMap<String, serde_norway::Value>>,
     pub(crate) allow_all_users: Option<bool>,
+    pub(crate) password: Option<String>,
+    // Chain rules (passdbs; userdbs take skip, result_* and the field templates).
+    pub(crate) name: Option<String>,
+    pub(crate) mechanisms: Option<serde_norway::Value>,
+    pub(crate) username_filter: Option<String>,
+    pub(crate) skip: Option<String>,
+    pub(crate) result_success: Option<String>,
+    pub(crate) result_failure: Option<String>,
+    pub(crate) result_internalfail: Option<String>,
+    pub(crate) deny: Option<bool>,
+    pub(crate) master: Option<bool>,
+    pub(crate) pass: Option<bool>,
+    pub(crate) override_fields: Option<BTreeMap<String, serde_norway::Value>>,
+    pub(crate) default_fields: Option<BTreeMap<String, serde_norway::Value>>,
 }

@@ -6,6 +6,7 @@
 //! place that knows every driver.
 
 mod passwd_file;
+mod static_;
 
 use std::sync::Arc;
 
@@ -13,12 +14,13 @@ use async_trait::async_trait;
 
 use crate::auth::{Fields, RequestInfo};
 use crate::blocking::Pool;
-use crate::config::PassdbConfig;
+use crate::config::{PassdbConfig, PassdbDriver};
 use crate::db::passwd_file::Files;
 use crate::scheme::Scheme;
 use crate::secret::Secret;
 
 pub use passwd_file::PasswdFile;
+pub use static_::Static;
 
 /// What a passdb found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,27 +41,27 @@ pub enum PassdbOutcome {
     InternalFailure(String),
 }
 
-/// A passdb's answer: the outcome, the extra fields it returned, and for a credentials lookup
-/// the credential.
+/// A passdb's answer: the outcome, the extra fields it returned, and the stored password
+/// (for drivers that store them; the chain verifies it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PassdbReply {
     /// The outcome.
     pub outcome: PassdbOutcome,
     /// Extra fields, in the order the passdb gave them.
     pub fields: Fields,
-    /// The credential, decoded to raw bytes, when a credentials lookup succeeded.
-    pub credential: Option<Secret>,
+    /// The stored password (`{SCHEME}…` or in the driver's default scheme), wiped on drop.
+    pub stored_password: Option<zeroize::Zeroizing<String>>,
 }
 
 impl PassdbReply {
     /// A reply without fields.
     pub fn bare(outcome: PassdbOutcome) -> PassdbReply {
-        PassdbReply { outcome, fields: Fields::new(), credential: None }
+        PassdbReply { outcome, fields: Fields::new(), stored_password: None }
     }
 
-    /// A reply with fields and no credential.
+    /// A reply with fields and no stored password.
     pub fn with_fields(outcome: PassdbOutcome, fields: Fields) -> PassdbReply {
-        PassdbReply { outcome, fields, credential: None }
+        PassdbReply { outcome, fields, stored_password: None }
     }
 }
 
@@ -73,22 +75,32 @@ pub struct Lookup<'a> {
 }
 
 /// A password database.
+///
+/// Drivers that store passwords (passwd-file, static, LDAP lookups) answer [`Passdb::lookup`]
+/// with the stored password, and the chain verifies it or turns it into a credential, so
+/// `nopassword`, `override_fields` and the rules apply the same way to every driver.
+/// Verify-only drivers (PAM, LDAP bind) answer [`Passdb::verify_plain`] instead.
 #[async_trait]
 pub trait Passdb: Send + Sync + std::fmt::Debug {
     /// The driver name, for logs.
     fn driver(&self) -> &'static str;
 
-    /// Checks a plaintext password.
-    async fn verify_plain(&self, lookup: Lookup<'_>, password: &Secret) -> PassdbReply;
-
-    /// Looks the user up without checking a password (master `PASS`, static userdb checks).
+    /// Looks the user up: fields, and the stored password when the driver has one.
     async fn lookup(&self, lookup: Lookup<'_>) -> PassdbReply;
 
-    /// Fetches the user's credential in `scheme` for a challenge-response mechanism. A stored
-    /// plaintext password is converted; any other scheme gives `SchemeNotAvailable`.
-    async fn lookup_credentials(&self, lookup: Lookup<'_>, scheme: Scheme) -> PassdbReply;
+    /// Checks a plaintext password itself; `None` (the default) means "look up and let the
+    /// chain verify".
+    async fn verify_plain(&self, lookup: Lookup<'_>, password: &Secret) -> Option<PassdbReply> {
+        let _ = (lookup, password);
+        None
+    }
 
-    /// Whether this driver can ever answer `lookup_credentials` (PAM and LDAP bind cannot).
+    /// The scheme of stored passwords without a `{SCHEME}` prefix.
+    fn default_scheme(&self) -> Scheme {
+        Scheme::Crypt
+    }
+
+    /// Whether this driver can ever provide a credential (PAM and LDAP bind cannot).
     fn can_lookup_credentials(&self) -> bool {
         true
     }
@@ -97,8 +109,9 @@ pub trait Passdb: Send + Sync + std::fmt::Debug {
 /// Builds a passdb from its validated config.
 /// `files` is the daemon's one cache of parsed passwd-files, shared with the userdbs.
 pub fn build(config: &PassdbConfig, pool: &Pool, files: &Arc<Files>) -> Arc<dyn Passdb> {
-    match config {
-        PassdbConfig::PasswdFile { path, scheme, username_format } => Arc::new(PasswdFile::new(
+    match &config.driver {
+        PassdbDriver::Static { password, fields } => Arc::new(Static::new(password.clone(), fields.clone())),
+        PassdbDriver::PasswdFile { path, scheme, username_format } => Arc::new(PasswdFile::new(
             path.clone(),
             *scheme,
             username_format.clone(),

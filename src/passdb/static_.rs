@@ -1,0 +1,47 @@
+//! The `static` passdb: every user name exists, with one password template (or `nopassword`)
+//! and fixed extra fields. Typical use: the EXTERNAL-only passdb of the "certificate or
+//! password" setup, or a test account.
+
+use async_trait::async_trait;
+
+use super::{Lookup, Passdb, PassdbOutcome, PassdbReply};
+use crate::auth::var::Template;
+use crate::auth::{expand_for_user, Fields};
+use crate::scheme::Scheme;
+
+/// The static passdb.
+#[derive(Debug)]
+pub struct Static {
+    password: Option<Template>,
+    fields: Vec<(String, Template)>,
+}
+
+impl Static {
+    /// A passdb answering every user with `password` and `fields`.
+    pub fn new(password: Option<Template>, fields: Vec<(String, Template)>) -> Self {
+        Static { password, fields }
+    }
+}
+
+#[async_trait]
+impl Passdb for Static {
+    fn driver(&self) -> &'static str {
+        "static"
+    }
+
+    async fn lookup(&self, lookup: Lookup<'_>) -> PassdbReply {
+        let mut fields = Fields::new();
+        for (k, t) in &self.fields {
+            fields.set(k, &expand_for_user(t, lookup.user, lookup.info));
+        }
+        PassdbReply {
+            outcome: PassdbOutcome::Ok,
+            fields,
+            stored_password: self.password.as_ref().map(|t| zeroize::Zeroizing::new(expand_for_user(t, lookup.user, lookup.info))),
+        }
+    }
+
+    fn default_scheme(&self) -> Scheme {
+        Scheme::Plain
+    }
+}

@@ -1,0 +1,262 @@
+//! The passdb chain, table by table: result rules, deny, filters, skip, field templates,
+//! rollback, internal failures, and the "certificate or password" setup with its attacks.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use saslgate::auth::{AuthOutcome, Authenticator, RequestInfo};
+use saslgate::protocol::FailCode;
+use saslgate::sasl::PlainCredentials;
+use saslgate::secret::Secret;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    auth: Authenticator,
+}
+
+/// Writes the files (name, content) and a config whose `passdbs:` section is `passdbs`.
+fn setup(files: &[(&str, &str)], auth_extra: &str, passdbs: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, content) in files {
+        let path = dir.path().join(name);
+        if content.is_empty() && name.ends_with('/') {
+            std::fs::create_dir_all(path).unwrap();
+        } else {
+            std::fs::write(path, content).unwrap();
+        }
+    }
+    let yaml = format!("listeners:\n  - {{ path: s }}\nauth:\n  mechanisms: [plain, login, external, cram-md5]\n  failure_delay: 0s\n{auth_extra}\npassdbs:\n{passdbs}");
+    let config = saslgate::config::parse(&yaml, "chain.yaml", dir.path()).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let pool = saslgate::blocking::Pool::new(1, 16).unwrap();
+    Setup { auth: Authenticator::from_config(&config, &pool), _dir: dir }
+}
+
+fn info(mech: &'static str) -> RequestInfo {
+    RequestInfo { service: "imap".into(), mech: Some(mech), rip: Some("192.0.2.10".parse().unwrap()), real_rip: Some("192.0.2.10".parse().unwrap()), ..RequestInfo::default() }
+}
+
+async fn plain(s: &Setup, user: &str, pass: &str) -> AuthOutcome {
+    let creds = PlainCredentials { authcid: user.into(), authzid: None, password: Secret::from(pass.as_bytes()) };
+    s.auth.verify_plain(&info("PLAIN"), &creds).await
+}
+
+fn ok_fields(o: &AuthOutcome) -> Vec<(String, String)> {
+    match o {
+        AuthOutcome::Success { fields, .. } => fields.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+        AuthOutcome::Failure(f) => panic!("expected success, got {f:?}"),
+    }
+}
+
+fn is_ok(o: &AuthOutcome) -> bool {
+    matches!(o, AuthOutcome::Success { .. })
+}
+
+fn code(o: &AuthOutcome) -> Option<FailCode> {
+    match o {
+        AuthOutcome::Failure(f) => f.code,
+        AuthOutcome::Success { .. } => panic!("expected a failure"),
+    }
+}
+
+const TWO: &[(&str, &str)] = &[("one", "alice:{PLAIN}pw1::::::from=one\nshared:{PLAIN}s1\n"), ("two", "alice:{PLAIN}pw2::::::from=two\nbob:{PLAIN}b\n")];
+
+fn two(rules1: &str, rules2: &str) -> Setup {
+    setup(TWO, "", &format!("  - {{ driver: passwd-file, path: one, scheme: PLAIN{rules1} }}\n  - {{ driver: passwd-file, path: two, scheme: PLAIN{rules2} }}\n"))
+}
+
+#[tokio::test]
+async fn result_rules_table() {
+    // (rules of passdb 1, rules of passdb 2, password, expected success, expected `from` field)
+    let rows: &[(&str, &str, &str, bool, Option<&str>)] = &[
+        ("", "", "pw1", true, Some("one")),
+        ("", "", "pw2", true, Some("two")), // default result_failure=continue
+        ("", "", "nope", false, None),
+        (", result_failure: return-fail", "", "pw2", false, None),
+        (", result_failure: return", "", "pw2", false, None),
+        // After `continue` on an OK the password counts as verified: passdb 2 only adds fields.
+        (", result_success: continue", "", "pw1", true, Some("two")),
+        (", result_success: continue-ok", "", "pw1", true, Some("two")),
+        (", result_success: return-fail", "", "pw1", false, None),
+        (", result_success: continue-fail", ", result_failure: return", "pw1", false, None),
+        // `continue-ok` on a failure marks success and verified: an admin's (odd) choice.
+        (", result_failure: continue-ok", "", "nope", true, Some("two")),
+        (", result_failure: continue-fail", "", "pw2", true, Some("two")),
+        (", result_failure: continue-fail", ", result_success: return", "pw2", true, Some("two")),
+        (", pass: true", "", "pw1", true, Some("two")),
+        ("", ", deny: true", "pw1", true, Some("one")),
+    ];
+    for (r1, r2, pass, want_ok, from) in rows {
+        let s = two(r1, r2);
+        let o = plain(&s, "alice", pass).await;
+        assert_eq!(is_ok(&o), *want_ok, "rules [{r1}] [{r2}] password {pass}: {o:?}");
+        if let Some(from) = from {
+            assert!(ok_fields(&o).contains(&("from".to_string(), from.to_string())), "{o:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn continue_after_success_only_adds_fields() {
+    // passdb 1 verifies (continue); passdb 2 (any password) only contributes fields.
+    let s = setup(
+        &[("users", "alice:{PLAIN}pw::::::quota=1G\n")],
+        "",
+        "  - { driver: passwd-file, path: users, scheme: PLAIN, result_success: continue-ok }\n  - { driver: static, password: \"{PLAIN}other\", fields: { host: \"10.0.0.%d\" }, skip: unauthenticated }\n",
+    );
+    let o = plain(&s, "alice", "pw").await;
+    assert_eq!(ok_fields(&o), [("quota".to_string(), "1G".to_string()), ("host".to_string(), "10.0.0.".to_string())]);
+    // A wrong password never reaches the static passdb (skip: unauthenticated).
+    assert!(!is_ok(&plain(&s, "alice", "other").await));
+}
+
+#[tokio::test]
+async fn failed_passdb_fields_are_rolled_back() {
+    let s = setup(
+        &[("one", "alice:{PLAIN}pw1::::::nodelay reason=go_away quota=1\n"), ("two", "alice:{PLAIN}pw2::::::quota=2\n")],
+        "",
+        "  - { driver: passwd-file, path: one, scheme: PLAIN }\n  - { driver: passwd-file, path: two, scheme: PLAIN }\n",
+    );
+    let o = plain(&s, "alice", "pw2").await;
+    assert_eq!(ok_fields(&o), [("quota".to_string(), "2".to_string())]);
+    // A failing passdb's own nodelay does not survive: the failure is delayed.
+    match plain(&s, "alice", "wrong").await {
+        AuthOutcome::Failure(f) => assert!(!f.nodelay),
+        o => panic!("{o:?}"),
+    }
+}
+
+#[tokio::test]
+async fn nodelay_from_a_kept_passdb_survives_a_later_failure() {
+    let s = setup(
+        &[("one", "alice:{PLAIN}pw::::::nodelay\n")],
+        "",
+        "  - { driver: passwd-file, path: one, scheme: PLAIN, result_success: continue }\n  - { driver: static, password: \"{PLAIN}x\", result_failure: return-fail, result_success: return-fail }\n",
+    );
+    match plain(&s, "alice", "pw").await {
+        AuthOutcome::Failure(f) => assert!(f.nodelay, "{f:?}"),
+        o => panic!("{o:?}"),
+    }
+}
+
+#[tokio::test]
+async fn deny_passdb() {
+    let s = setup(
+        &[("deny", "bad\n"), ("users", "alice:{PLAIN}pw\nbad:{PLAIN}pw\n")],
+        "",
+        "  - { driver: passwd-file, path: deny, deny: true }\n  - { driver: passwd-file, path: users, scheme: PLAIN }\n",
+    );
+    assert!(is_ok(&plain(&s, "alice", "pw").await));
+    assert_eq!(code(&plain(&s, "bad", "pw").await), Some(FailCode::UserDisabled));
+}
+
+#[tokio::test]
+async fn filters_and_all_skipped() {
+    let s = setup(
+        &[("users", "a@example.com:{PLAIN}pw\nb@other.org:{PLAIN}pw\nroot@example.com:{PLAIN}pw\n")],
+        "",
+        "  - { driver: passwd-file, path: users, scheme: PLAIN, username_filter: \"*@example.com !root@*\" }\n",
+    );
+    assert!(is_ok(&plain(&s, "a@example.com", "pw").await));
+    // Every passdb skipped: an internal failure (temp_fail), as Dovecot.
+    assert_eq!(code(&plain(&s, "b@other.org", "pw").await), Some(FailCode::TempFail));
+    assert_eq!(code(&plain(&s, "root@example.com", "pw").await), Some(FailCode::TempFail));
+    let s = setup(&[("users", "alice:{PLAIN}pw\n")], "", "  - { driver: passwd-file, path: users, scheme: PLAIN, mechanisms: [login] }\n");
+    assert_eq!(code(&plain(&s, "alice", "pw").await), Some(FailCode::TempFail));
+    let s = setup(&[("users", "alice:{PLAIN}pw\n")], "", "  - { driver: passwd-file, path: users, scheme: PLAIN, mechanisms: none }\n");
+    assert_eq!(code(&plain(&s, "alice", "pw").await), Some(FailCode::TempFail));
+    assert_eq!(s.auth.lookup_pass("alice", &RequestInfo::default()).await, saslgate::auth::PassLookup::Failed("all password databases were skipped".into()));
+    let s = setup(&[("users", "alice:{PLAIN}pw\n")], "", "  - { driver: passwd-file, path: users, scheme: PLAIN, mechanisms: [plain, none] }\n");
+    assert!(matches!(s.auth.lookup_pass("alice", &RequestInfo::default()).await, saslgate::auth::PassLookup::Found(_)));
+    assert!(is_ok(&plain(&s, "alice", "pw").await));
+}
+
+#[tokio::test]
+async fn internal_failures_are_temporary_never_ok() {
+    // A passwd-file that cannot be read (a directory) is an internal failure.
+    let files: &[(&str, &str)] = &[("broken/", ""), ("users", "alice:{PLAIN}pw\n")];
+    let s = setup(files, "", "  - { driver: passwd-file, path: broken, scheme: PLAIN }\n  - { driver: passwd-file, path: users, scheme: PLAIN }\n");
+    // The next passdb still decides a success...
+    assert!(is_ok(&plain(&s, "alice", "pw").await));
+    // ... but a failure after an outage is a temporary failure, not "wrong password".
+    assert_eq!(code(&plain(&s, "alice", "nope").await), Some(FailCode::TempFail));
+    assert_eq!(code(&plain(&s, "nobody", "pw").await), Some(FailCode::TempFail));
+    let s = setup(files, "", "  - { driver: passwd-file, path: broken, scheme: PLAIN, result_internalfail: return-fail }\n  - { driver: passwd-file, path: users, scheme: PLAIN }\n");
+    assert_eq!(code(&plain(&s, "alice", "pw").await), Some(FailCode::TempFail));
+}
+
+#[tokio::test]
+async fn field_template_order_default_driver_override() {
+    let s = setup(
+        &[("users", "alice:{PLAIN}pw::::::a=driver b=driver\n")],
+        "",
+        "  - driver: passwd-file\n    path: users\n    scheme: PLAIN\n    default_fields: { a: default, c: \"default-%n\" }\n    override_fields: { b: override, d: \"%s\" }\n",
+    );
+    let mut f = ok_fields(&plain(&s, "alice", "pw").await);
+    f.sort();
+    let want: Vec<(String, String)> = [("a", "driver"), ("b", "override"), ("c", "default-alice"), ("d", "imap")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    assert_eq!(f, want);
+}
+
+#[tokio::test]
+async fn allow_nets_and_fail_fields() {
+    let s = setup(
+        &[("users", "lan:{PLAIN}pw::::::allow_nets=192.0.2.0/24\nwan:{PLAIN}pw::::::allow_nets=10.0.0.0/8,::1\nlocked:{PLAIN}pw::::::fail\n")],
+        "",
+        "  - { driver: passwd-file, path: users, scheme: PLAIN }\n",
+    );
+    assert!(is_ok(&plain(&s, "lan", "pw").await));
+    assert!(!is_ok(&plain(&s, "wan", "pw").await));
+    assert!(!is_ok(&plain(&s, "locked", "pw").await));
+    // allow_nets never appears in the reply.
+    assert!(ok_fields(&plain(&s, "lan", "pw").await).is_empty());
+}
+
+#[tokio::test]
+async fn noauthenticate_as_the_last_passdb_is_an_error() {
+    let s = setup(&[("users", "alice:{PLAIN}pw::::::noauthenticate\n")], "", "  - { driver: passwd-file, path: users, scheme: PLAIN }\n");
+    assert_eq!(code(&plain(&s, "alice", "whatever").await), Some(FailCode::TempFail));
+    // Followed by a passdb that verifies: fields from both, password checked by the second.
+    let s = setup(
+        &[("first", "alice::::::: noauthenticate quota=5\n"), ("second", "alice:{PLAIN}pw\n")],
+        "",
+        "  - { driver: passwd-file, path: first, scheme: PLAIN }\n  - { driver: passwd-file, path: second, scheme: PLAIN }\n",
+    );
+    assert_eq!(ok_fields(&plain(&s, "alice", "pw").await), [("quota".to_string(), "5".to_string())]);
+    assert!(!is_ok(&plain(&s, "alice", "whatever").await));
+}
+
+/// The classic "certificate or password" setup: passdb 1 hashed passwords for every
+/// mechanism; passdb 2 user names only, EXTERNAL only, `nopassword` by override.
+fn cert_or_password() -> Setup {
+    let hash = saslgate::scheme::generate(saslgate::scheme::Scheme::Sha512Crypt, b"alicepw", "", Some(1000)).unwrap();
+    setup(
+        &[("passwords", &format!("alice:{{SHA512-CRYPT}}{hash}\nbob:{{SHA512-CRYPT}}{hash}\n")), ("certusers", "alice\ncertonly\n")],
+        "  ssl_username_from_cert: true\n",
+        "  - { driver: passwd-file, path: passwords }\n  - { driver: passwd-file, path: certusers, mechanisms: [external], override_fields: { nopassword: \"\" } }\n",
+    )
+}
+
+#[tokio::test]
+async fn certificate_or_password_setup() {
+    let s = cert_or_password();
+    assert!(is_ok(&plain(&s, "alice", "alicepw").await));
+    assert!(!is_ok(&plain(&s, "alice", "wrong").await));
+    // The attack: an empty password, or an empty user, without a certificate never succeeds.
+    for (user, pass) in [("alice", ""), ("certonly", ""), ("certonly", "x"), ("", ""), ("nobody", "")] {
+        assert!(!is_ok(&plain(&s, user, pass).await), "PLAIN {user:?}/{pass:?} must fail");
+    }
+    let ext = |cert: Option<&str>, valid: bool| {
+        let mut i = info("EXTERNAL");
+        i.valid_client_cert = valid;
+        i.cert_username = cert.filter(|_| valid).map(str::to_owned);
+        i
+    };
+    assert!(is_ok(&s.auth.external(&ext(Some("alice"), true), None).await));
+    assert!(is_ok(&s.auth.external(&ext(Some("certonly"), true), None).await));
+    assert!(!is_ok(&s.auth.external(&ext(Some("bob"), true), None).await), "bob has no certificate login");
+    assert!(!is_ok(&s.auth.external(&ext(Some("alice"), false), None).await));
+    assert!(!is_ok(&s.auth.external(&ext(None, true), None).await));
+    assert!(!is_ok(&s.auth.external(&ext(Some("alice"), true), Some("bob")).await));
+    // The EXTERNAL-only passdb serves no credentials lookups either.
+    let req = saslgate::sasl::CredentialsRequest { authcid: "certonly".into(), authzid: None, scheme: saslgate::scheme::Scheme::CramMd5 };
+    assert!(matches!(s.auth.lookup_credentials(&info("CRAM-MD5"), &req).await, saslgate::auth::CredentialsOutcome::Failed(_)));
+}
