@@ -38,6 +38,8 @@ impl Daemon {
     async fn start_with(auth: &str, extra: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("users.passwd"), USERS).unwrap();
+        // Most tests fail many logins from one (absent) rip: no penalty unless a test asks.
+        let auth = if auth.contains("penalty_max") { auth.to_owned() } else { format!("{auth}\n  penalty_max: 0s") };
         let yaml = format!(
             "listeners:\n  - {{ path: auth-client }}\n  - {{ path: auth-login }}\n  - {{ path: auth-master }}\n  - {{ path: auth-userdb }}\n\
 auth:\n{auth}\npassdbs:\n  - {{ driver: passwd-file, path: users.passwd, scheme: PLAIN }}\n\
@@ -548,10 +550,16 @@ async fn external_uses_the_certificate_user() {
     // Another authzid would be a master-user login: refused.
     c.send(&format!("AUTH\t4\tEXTERNAL\tservice=imap\t{cert}\tresp={}\n", b64(b"alice"))).await;
     assert_eq!(c.line().await, "FAIL\t4\tuser=certuser");
-    // No certificate, or a name without a valid certificate, or an empty name: no login.
-    for (id, params) in [(5, ""), (6, "\tcert_username=certuser"), (7, "\tvalid-client-cert"), (8, "\tvalid-client-cert\tcert_username=")] {
+    // No certificate, or a name without a valid certificate: no login.
+    for (id, params) in [(5, ""), (6, "\tcert_username=certuser")] {
         c.send(&format!("AUTH\t{id}\tEXTERNAL\tservice=imap{params}\tresp=\n")).await;
         assert_eq!(c.line().await, format!("FAIL\t{id}"));
+    }
+    // A valid certificate without a user name is refused at once, for every mechanism
+    // (CVE-2019-3814: the SASL name must never stand in for a missing certificate name).
+    for (id, mech, params) in [(7, "EXTERNAL", "\tvalid-client-cert"), (8, "EXTERNAL", "\tvalid-client-cert\tcert_username="), (10, "PLAIN", "\tvalid-client-cert")] {
+        c.send(&format!("AUTH\t{id}\t{mech}\tservice=imap{params}\tresp={}\n", b64(b"\0alice\0secret"))).await;
+        assert_eq!(c.line().await, format!("FAIL\t{id}\treason=SSL certificate didn't contain username"));
     }
     // A certificate user without nopassword gets no EXTERNAL login (empty password mismatch).
     c.send("AUTH\t9\tEXTERNAL\tservice=imap\tvalid-client-cert\tcert_username=alice\tresp=\n").await;
@@ -568,4 +576,67 @@ async fn anonymous_logs_in_as_the_configured_user() {
     assert_eq!(c.line().await, "CONT\t2\t");
     c.send("CONT\t2\t\n").await;
     assert_eq!(c.line().await, "OK\t2\tuser=anon\tanonymous");
+}
+
+#[tokio::test]
+async fn client_certificate_policy_per_service() {
+    let d = Daemon::start_with(
+        "  failure_delay: 0s\n  ssl_require_client_cert: true\n  ssl_username_from_cert: true",
+        "services:\n  smtp: { ssl_require_client_cert: false }\n",
+    )
+    .await;
+    let mut c = d.client().await;
+    let alice = b64(b"\0alice\0secret");
+    c.send(&format!("AUTH\t1\tPLAIN\tservice=imap\tresp={alice}\n")).await;
+    assert_eq!(c.line().await, "FAIL\t1\treason=Client didn't present valid SSL certificate");
+    c.send(&format!("AUTH\t2\tPLAIN\tservice=smtp\tresp={alice}\n")).await;
+    assert!(c.line().await.starts_with("OK\t2\tuser=alice"));
+    c.send(&format!("AUTH\t3\tPLAIN\tservice=imap\tvalid-client-cert\tcert_username=alice\tresp={alice}\n")).await;
+    assert!(c.line().await.starts_with("OK\t3\tuser=alice"));
+    // The certificate's name replaces the one the mechanism gave; the password is checked for it.
+    c.send(&format!("AUTH\t4\tPLAIN\tservice=imap\tvalid-client-cert\tcert_username=bob\tresp={alice}\n")).await;
+    assert_eq!(c.line().await, "FAIL\t4\tuser=bob\toriginal_user=alice");
+    c.send(&format!("AUTH\t5\tPLAIN\tservice=imap\tvalid-client-cert\tcert_username=bob\tresp={}\n", b64(b"\0alice\0bobpass"))).await;
+    assert_eq!(c.line().await, "OK\t5\tuser=bob\toriginal_user=alice");
+}
+
+#[tokio::test]
+async fn plaintext_needs_a_secured_connection() {
+    let d = Daemon::start("  failure_delay: 0s\n  disable_plaintext_auth: true\n  trusted_networks: [10.0.0.0/8]").await;
+    let mut c = d.client().await;
+    let alice = b64(b"\0alice\0secret");
+    c.send(&format!("AUTH\t1\tPLAIN\tservice=imap\tlip=192.0.2.2\trip=192.0.2.1\tresp={alice}\n")).await;
+    assert_eq!(c.line().await, "FAIL\t1\treason=Plaintext authentication disallowed on non-secure (SSL/TLS) connections.");
+    c.send("AUTH\t2\tLOGIN\tservice=imap\trip=192.0.2.1\n").await;
+    assert_eq!(c.line().await, "FAIL\t2\treason=Plaintext authentication disallowed on non-secure (SSL/TLS) connections.");
+    for (id, params) in [(3, "\tsecured\trip=192.0.2.1"), (4, "\tsecured=tls\trip=192.0.2.1"), (5, "\tlip=127.0.0.1\trip=127.0.0.1"), (6, "\tlip=192.0.2.2\trip=10.9.8.7")] {
+        c.send(&format!("AUTH\t{id}\tPLAIN\tservice=imap{params}\tresp={alice}\n")).await;
+        assert!(c.line().await.starts_with(&format!("OK\t{id}\tuser=alice")), "{params}");
+    }
+}
+
+#[tokio::test]
+async fn failures_raise_a_per_address_penalty() {
+    let d = Daemon::start("  failure_delay: 0s\n  penalty_max: 4s").await;
+    let mut c = d.client().await;
+    let wrong = b64(b"\0alice\0wrong");
+    let right = b64(b"\0alice\0secret");
+    c.send(&format!("AUTH\t1\tPLAIN\tservice=smtp\trip=198.51.100.7\tresp={wrong}\n")).await;
+    assert_eq!(c.line().await, "FAIL\t1\tuser=alice");
+    // The next request from that address waits ~2 s; another address and no-penalty do not.
+    let t = Instant::now();
+    c.send(&format!("AUTH\t2\tPLAIN\tservice=smtp\trip=198.51.100.99\tresp={right}\n")).await;
+    assert!(c.line().await.starts_with("OK\t2\t"));
+    c.send(&format!("AUTH\t3\tPLAIN\tservice=smtp\trip=198.51.100.7\tno-penalty\tresp={right}\n")).await;
+    assert!(c.line().await.starts_with("OK\t3\t"));
+    assert!(t.elapsed() < Duration::from_millis(900), "{:?}", t.elapsed());
+    let t = Instant::now();
+    c.send(&format!("AUTH\t4\tPLAIN\tservice=smtp\trip=198.51.100.7\tresp={right}\n")).await;
+    assert!(c.line().await.starts_with("OK\t4\t"));
+    assert!(t.elapsed() >= Duration::from_millis(1500), "{:?}", t.elapsed());
+    // The success cleared it.
+    let t = Instant::now();
+    c.send(&format!("AUTH\t5\tPLAIN\tservice=smtp\trip=198.51.100.7\tresp={right}\n")).await;
+    assert!(c.line().await.starts_with("OK\t5\t"));
+    assert!(t.elapsed() < Duration::from_millis(900), "{:?}", t.elapsed());
 }

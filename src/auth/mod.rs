@@ -216,7 +216,31 @@ pub struct Settings {
     pub anonymous_username: String,
     /// `ssl_username_from_cert`: take the user name from a valid client certificate.
     pub ssl_username_from_cert: bool,
+    /// `ssl_require_client_cert`: refuse requests without a valid client certificate.
+    pub ssl_require_client_cert: bool,
+    /// `disable_plaintext_auth`: plaintext mechanisms only on secured connections.
+    pub disable_plaintext_auth: bool,
+    /// `trusted_networks`: remote addresses that count as secured (CIDRs).
+    pub trusted_networks: Vec<String>,
+    /// Per-service overrides (`services: { smtp: { ssl_require_client_cert: false } }`).
+    pub services: std::collections::HashMap<String, ServicePolicy>,
 }
+
+/// Settings a `services:` entry may override for one service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServicePolicy {
+    /// Overrides `auth.ssl_require_client_cert`.
+    pub ssl_require_client_cert: Option<bool>,
+    /// Overrides `auth.disable_plaintext_auth`.
+    pub disable_plaintext_auth: Option<bool>,
+}
+
+/// Why a request is refused before any mechanism runs. Sent at once as `reason=`.
+pub const NO_CLIENT_CERT: &str = "Client didn't present valid SSL certificate";
+/// The certificate is valid but names no user.
+pub const CERT_WITHOUT_USERNAME: &str = "SSL certificate didn't contain username";
+/// A plaintext mechanism on a connection that is not secured.
+pub const PLAINTEXT_DISALLOWED: &str = "Plaintext authentication disallowed on non-secure (SSL/TLS) connections.";
 
 /// The passdbs and userdbs of a running daemon, and the rules for using them.
 #[derive(Debug)]
@@ -255,6 +279,42 @@ impl Authenticator {
         &self.settings
     }
 
+    /// Refuses a request before its mechanism runs: certificate policy of its service (with
+    /// `ssl_username_from_cert`, a valid certificate without a user name is always refused:
+    /// CVE-2019-3814), and the plaintext policy.
+    pub fn precheck(&self, info: &RequestInfo, plaintext_mech: bool) -> Option<&'static str> {
+        let s = &self.settings;
+        let policy = s.services.get(&info.service);
+        let require = policy.and_then(|p| p.ssl_require_client_cert).unwrap_or(s.ssl_require_client_cert);
+        if require && !info.valid_client_cert {
+            return Some(NO_CLIENT_CERT);
+        }
+        if s.ssl_username_from_cert && info.valid_client_cert && info.cert_username.is_none() {
+            return Some(CERT_WITHOUT_USERNAME);
+        }
+        let no_plaintext = policy.and_then(|p| p.disable_plaintext_auth).unwrap_or(s.disable_plaintext_auth);
+        if plaintext_mech && no_plaintext && !self.is_secured(info) {
+            return Some(PLAINTEXT_DISALLOWED);
+        }
+        None
+    }
+
+    /// TLS, a local connection (`lip == rip`), or a trusted network.
+    fn is_secured(&self, info: &RequestInfo) -> bool {
+        info.secured.is_some()
+            || (info.lip.is_some() && info.lip == info.rip)
+            || self.settings.trusted_networks.iter().any(|n| chain::ip_allowed(n, info.rip))
+    }
+
+    /// The name to authenticate: the certificate's user with `ssl_username_from_cert`,
+    /// whatever the mechanism gave (that one becomes `original_user`).
+    fn login_name<'a>(&self, given: &'a str, info: &'a RequestInfo) -> &'a str {
+        match &info.cert_username {
+            Some(cert) if self.settings.ssl_username_from_cert => cert,
+            _ => given,
+        }
+    }
+
     /// Applies `username_format` to a name given by a client. `None` when the result is empty.
     pub fn translate_user(&self, given: &str, info: &RequestInfo) -> Option<String> {
         let user = expand_for_user(&self.settings.username_format, given, info);
@@ -281,7 +341,7 @@ impl Authenticator {
     /// Checks a plaintext password through the passdb chain.
     pub async fn verify_plain(&self, info: &RequestInfo, creds: &PlainCredentials) -> AuthOutcome {
         let given = creds.authcid.as_str();
-        let Some(user) = self.translate_user(given, info) else {
+        let Some(user) = self.translate_user(self.login_name(given, info), info) else {
             return AuthOutcome::Failure(Failure::plain(Some(given.to_owned()), "empty user name after username_format"));
         };
         let original_user = (user != given).then(|| given.to_owned());
@@ -314,7 +374,7 @@ impl Authenticator {
     /// Fetches the credential a challenge-response mechanism needs, through the passdb chain.
     pub async fn lookup_credentials(&self, info: &RequestInfo, req: &CredentialsRequest) -> CredentialsOutcome {
         let given = req.authcid.as_str();
-        let Some(user) = self.translate_user(given, info) else {
+        let Some(user) = self.translate_user(self.login_name(given, info), info) else {
             return CredentialsOutcome::Failed(Failure::plain(Some(given.to_owned()), "empty user name after username_format"));
         };
         if req.authzid.is_some() {

@@ -192,6 +192,10 @@ pub struct Config {
     pub hostname: String,
     /// Realms DIGEST-MD5 offers (`auth.realms`).
     pub realms: Vec<String>,
+    /// Longest penalty delay for a remote address with recent failures (`auth.penalty_max`).
+    pub penalty_max: Duration,
+    /// Also delay by account after failures (`auth.account_penalty`).
+    pub account_penalty: bool,
     /// Global authentication settings.
     pub auth: crate::auth::Settings,
     /// Limits.
@@ -292,6 +296,14 @@ impl Validator<'_> {
         if failure_delay > Duration::from_secs(8) {
             return Err(self.err(&[key("auth"), key("failure_delay")], "more than 8s would run into Postfix's 10s reply timeout; use at most 8s"));
         }
+        let penalty_max = match &raw.auth.penalty_max {
+            None => Duration::from_secs(6),
+            Some(d) => parse_duration(d).ok_or_else(|| self.err(&[key("auth"), key("penalty_max")], format!("`{d}` is not a duration; write e.g. 6s or 0s")))?,
+        };
+        // Postfix waits 10 s for a reply: penalty + failure delay + 250 ms jitter must fit.
+        if penalty_max + failure_delay + Duration::from_millis(250) >= Duration::from_secs(10) {
+            return Err(self.err(&[key("auth"), key("penalty_max")], format!("penalty_max ({penalty_max:?}) plus failure_delay ({failure_delay:?}) must stay below Postfix's 10s reply timeout; lower one of them")));
+        }
         let username_format = self.template(&[key("auth"), key("username_format")], raw.auth.username_format.as_deref().unwrap_or("%Lu"))?;
         let passdbs = raw
             .passdbs
@@ -313,6 +325,13 @@ impl Validator<'_> {
                 if !passdbs.iter().any(PassdbConfig::can_lookup_credentials) {
                     return Err(self.err(&[key("auth"), key("mechanisms"), Seg::Index(i)], format!("{} needs {} credentials, and no configured passdb can look credentials up; remove the mechanism or add a passwd-file passdb", m.name, scheme.as_str())));
                 }
+            }
+        }
+        let trusted_networks = raw.auth.trusted_networks.clone().unwrap_or_default();
+        for (i, net) in trusted_networks.iter().enumerate() {
+            let (addr, bits) = net.split_once('/').unwrap_or((net, "0"));
+            if addr.parse::<std::net::IpAddr>().is_err() || bits.parse::<u8>().is_err() {
+                return Err(self.err(&[key("auth"), key("trusted_networks"), Seg::Index(i)], format!("`{net}` is not an address or CIDR; write e.g. 192.0.2.0/24 or ::1")));
             }
         }
         let hostname = match raw.auth.hostname {
@@ -341,11 +360,21 @@ impl Validator<'_> {
             mechanisms,
             hostname,
             realms: raw.auth.realms.unwrap_or_default(),
+            penalty_max,
+            account_penalty: raw.auth.account_penalty.unwrap_or(false),
             auth: crate::auth::Settings {
                 username_format,
                 failure_delay,
                 anonymous_username: raw.auth.anonymous_username.unwrap_or_else(|| "anonymous".into()),
                 ssl_username_from_cert: raw.auth.ssl_username_from_cert.unwrap_or(false),
+                ssl_require_client_cert: raw.auth.ssl_require_client_cert.unwrap_or(false),
+                disable_plaintext_auth: raw.auth.disable_plaintext_auth.unwrap_or(false),
+                trusted_networks,
+                services: raw
+                    .services
+                    .iter()
+                    .map(|(name, s)| (name.clone(), crate::auth::ServicePolicy { ssl_require_client_cert: s.ssl_require_client_cert, disable_plaintext_auth: s.disable_plaintext_auth }))
+                    .collect(),
             },
             limits,
             pool,

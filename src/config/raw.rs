@@ -15,6 +15,8 @@ pub(crate) struct Root {
     #[serde(default)]
     pub(crate) auth: Auth,
     #[serde(default)]
+    pub(crate) services: BTreeMap<String, Service>,
+    #[serde(default)]
     pub(crate) limits: Limits,
     #[serde(default)]
     pub(crate) pool: Pool,
@@ -47,6 +49,18 @@ pub(crate) struct Auth {
     pub(crate) ssl_username_from_cert: Option<bool>,
     pub(crate) hostname: Option<String>,
     pub(crate) realms: Option<Vec<String>>,
+    pub(crate) ssl_require_client_cert: Option<bool>,
+    pub(crate) disable_plaintext_auth: Option<bool>,
+    pub(crate) trusted_networks: Option<Vec<String>>,
+    pub(crate) penalty_max: Option<String>,
+    pub(crate) account_penalty: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Service {
+    pub(crate) ssl_require_client_cert: Option<bool>,
+    pub(crate) disable_plaintext_auth: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

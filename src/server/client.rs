@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use super::{FinishedLogin, LoginConnection, Shared};
+use super::{penalty, FinishedLogin, LoginConnection, Shared};
 use crate::auth::{AuthOutcome, CredentialsOutcome, Failure, RequestInfo};
 use crate::protocol::base64;
 use crate::protocol::client::{self as wire, ClientCommand, InitialResponse, Reply};
@@ -283,7 +283,6 @@ struct Request {
     id: RequestId,
     mech: &'static MechInfo,
     info: RequestInfo,
-    #[allow(dead_code)] // read by the penalty logic of a later issue
     no_penalty: bool,
     final_resp_ok: bool,
     shared: Arc<Shared>,
@@ -296,27 +295,45 @@ struct Request {
 enum End {
     /// The request is decided; a success may carry final SASL data for a `resp=` field.
     Done(AuthOutcome, Option<Vec<u8>>),
-    /// A protocol-level FAIL sent at once, without delay (bad base64).
-    Immediate(&'static str),
+    /// A protocol-level FAIL sent at once, without delay (bad base64, certificate policy).
+    Immediate(Option<FailCode>, &'static str),
 }
 
 impl Request {
     async fn run(self, initial: Option<Vec<u8>>, mut cont_rx: mpsc::Receiver<Vec<u8>>) {
+        if !self.no_penalty {
+            let wait = self.shared.ip_penalty.delay(&penalty::ip_key(self.info.rip), Instant::now());
+            if !wait.is_zero() {
+                tracing::debug!(id = self.id.0, rip = %self.rip_text(), ?wait, "penalty delay");
+                tokio::time::sleep(wait).await;
+            }
+        }
         let mut last_input = Instant::now();
         let end = self.exchange(initial, &mut cont_rx, &mut last_input).await;
         match end {
-            End::Immediate(reason) => {
-                tracing::info!(id = self.id.0, mech = %self.mech.name, service = %sanitize(self.info.service.as_bytes(), 32), rip = ?self.info.rip, "auth failed: {reason}");
-                let line = Reply::new("FAIL", self.id).code(FailCode::InvalidBase64).field("reason", reason.as_bytes()).finish();
+            End::Immediate(code, reason) => {
+                self.log_failure(None, reason);
+                let mut reply = Reply::new("FAIL", self.id);
+                if let Some(code) = code {
+                    reply = reply.code(code);
+                }
+                let line = reply.field("reason", reason.as_bytes()).finish();
                 self.reply(line).await;
             }
             End::Done(AuthOutcome::Success { user, original_user, fields }, final_resp) => {
+                // `no-penalty` requests neither wait for nor change the address's penalty.
+                if !self.no_penalty {
+                    self.shared.ip_penalty.succeeded(&penalty::ip_key(self.info.rip));
+                }
+                if let Some(p) = &self.shared.account_penalty {
+                    p.succeeded(&user);
+                }
                 tracing::info!(
-                    id = self.id.0,
-                    user = %sanitize(user.as_bytes(), 128),
+                    rip = %self.rip_text(),
+                    user = ?sanitize(user.as_bytes(), 128),
                     mech = %self.mech.name,
-                    service = %sanitize(self.info.service.as_bytes(), 32),
-                    rip = ?self.info.rip,
+                    service = ?sanitize(self.info.service.as_bytes(), 32),
+                    id = self.id.0,
                     "auth succeeded"
                 );
                 let mut reply = Reply::new("OK", self.id).field("user", user.as_bytes());
@@ -357,7 +374,7 @@ impl Request {
             return Err(self.fail_mech("connection closed"));
         };
         *last_input = Instant::now();
-        let data = base64::decode(&text).map_err(|_| End::Immediate("Invalid base64 data in continued response"))?;
+        let data = base64::decode(&text).map_err(|_| End::Immediate(Some(FailCode::InvalidBase64), "Invalid base64 data in continued response"))?;
         if !self.mech.allows_nul && data.contains(&0) {
             return Err(self.fail_mech("unexpected NUL in a response"));
         }
@@ -365,12 +382,15 @@ impl Request {
     }
 
     async fn exchange(&self, initial: Option<Vec<u8>>, cont_rx: &mut mpsc::Receiver<Vec<u8>>, last_input: &mut Instant) -> End {
+        if let Some(reason) = self.shared.auth.precheck(&self.info, self.mech.flags.contains(&"plaintext")) {
+            return End::Immediate(None, reason);
+        }
         let mut mech = self.mech.start(&self.shared.mech_context);
         let initial = match initial {
             None => None,
             Some(text) => match base64::decode(&text) {
                 Ok(data) => Some(data),
-                Err(_) => return End::Immediate("Invalid base64 data in initial response"),
+                Err(_) => return End::Immediate(Some(FailCode::InvalidBase64), "Invalid base64 data in initial response"),
             },
         };
         if let Some(data) = &initial {
@@ -388,13 +408,19 @@ impl Request {
                     Ok(data) => mech.step(&data),
                     Err(end) => return end,
                 },
-                Step::VerifyPlain(creds) => return End::Done(auth.verify_plain(&self.info, &creds).await, None),
+                Step::VerifyPlain(creds) => {
+                    self.account_wait(&creds.authcid).await;
+                    return End::Done(auth.verify_plain(&self.info, &creds).await, None);
+                }
                 Step::Anonymous { trace } => {
                     tracing::debug!(id = self.id.0, trace = %trace, "anonymous login");
                     return End::Done(auth.anonymous(), None);
                 }
                 Step::External { authzid } => return End::Done(auth.external(&self.info, authzid.as_deref()).await, None),
-                Step::LookupCredentials(req) => match auth.lookup_credentials(&self.info, &req).await {
+                Step::LookupCredentials(req) => match {
+                    self.account_wait(&req.authcid).await;
+                    auth.lookup_credentials(&self.info, &req).await
+                } {
                     CredentialsOutcome::Found { user, original_user, fields, credential } => {
                         found = Some((user, original_user, fields));
                         mech.credentials(credential.expose())
@@ -435,15 +461,16 @@ impl Request {
 
     /// Logs the failure now (for fail2ban), then sends the FAIL after the failure delay.
     async fn fail(&self, failure: Failure, last_input: Instant) {
-        tracing::info!(
-            id = self.id.0,
-            user = %failure.user.as_deref().map(|u| sanitize(u.as_bytes(), 128)).unwrap_or_default(),
-            mech = %self.mech.name,
-            service = %sanitize(self.info.service.as_bytes(), 32),
-            rip = ?self.info.rip,
-            reason = %failure.log_reason,
-            "auth failed"
-        );
+        self.log_failure(failure.user.as_deref(), &failure.log_reason);
+        // A temporary failure is the server's fault, not the client's: no penalty for it.
+        if failure.code != Some(FailCode::TempFail) {
+            if !self.no_penalty {
+                self.shared.ip_penalty.failed(&penalty::ip_key(self.info.rip), Instant::now());
+            }
+            if let (Some(p), Some(user)) = (&self.shared.account_penalty, &failure.user) {
+                p.failed(user, Instant::now());
+            }
+        }
         let mut reply = Reply::new("FAIL", self.id);
         if let Some(user) = &failure.user {
             reply = reply.field("user", user.as_bytes());
@@ -465,6 +492,37 @@ impl Request {
             }
         }
         self.reply(reply.finish()).await;
+    }
+
+    /// With `account_penalty`, an account with recent failures waits before its password is
+    /// checked, whatever address the attempt comes from.
+    async fn account_wait(&self, given: &str) {
+        let Some(p) = &self.shared.account_penalty else { return };
+        let Some(user) = self.shared.auth.translate_user(given, &self.info) else { return };
+        let wait = p.delay(&user, Instant::now());
+        if !wait.is_zero() {
+            tracing::debug!(id = self.id.0, ?wait, "account penalty delay");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn rip_text(&self) -> String {
+        self.info.rip.map_or_else(|| "-".to_owned(), |ip| ip.to_string())
+    }
+
+    /// The failure log line, written at the moment of failure (before the failure delay), so
+    /// fail2ban sees it at once. The remote IP comes first, right after the message, and every
+    /// text a client chose is quoted and escaped, so no user name can forge another IP.
+    fn log_failure(&self, user: Option<&str>, reason: &str) {
+        tracing::info!(
+            rip = %self.rip_text(),
+            user = ?user.map(|u| sanitize(u.as_bytes(), 128)).unwrap_or_default(),
+            mech = %self.mech.name,
+            service = ?sanitize(self.info.service.as_bytes(), 32),
+            id = self.id.0,
+            reason = ?reason,
+            "auth failed"
+        );
     }
 
     /// Writes the final reply, unless the request was cancelled meanwhile.

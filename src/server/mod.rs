@@ -8,6 +8,7 @@
 mod client;
 pub mod listener;
 mod master;
+pub mod penalty;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -42,6 +43,10 @@ pub struct Shared {
     pub request_timeout: Duration,
     /// Host name, realms and randomness for mechanisms.
     pub mech_context: MechContext,
+    /// Failure penalty per remote address.
+    pub ip_penalty: penalty::Penalty,
+    /// Failure penalty per account (`auth.account_penalty`), when enabled.
+    pub account_penalty: Option<penalty::Penalty>,
     cuid: AtomicU32,
     logins: Mutex<HashMap<u32, Arc<LoginConnection>>>,
 }
@@ -57,6 +62,8 @@ impl Shared {
             failure_delay: config.auth.failure_delay,
             request_timeout: Duration::from_secs(crate::protocol::REQUEST_TIMEOUT_SECS),
             mech_context: MechContext { hostname: config.hostname.clone(), realms: config.realms.clone(), ..MechContext::default() },
+            ip_penalty: penalty::Penalty::new(config.penalty_max),
+            account_penalty: config.account_penalty.then(|| penalty::Penalty::new(config.penalty_max)),
             cuid: AtomicU32::new(1),
             logins: Mutex::new(HashMap::new()),
         }

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the real-peer tests (tests/real_peers.rs) need:
+#   dovecot-core         doveadm (auth test / auth login / auth lookup / user / pw)
+#   postfix              an SMTP server with smtpd_sasl_type = dovecot
+#   swaks                the SMTP client that drives it
+#   libauthen-sasl-perl  SASL support for swaks's AUTH
+# Idempotent and silent when everything is present. As root it installs what is missing
+# (apt-get update once, non-interactive, Postfix preseeded to "No configuration", no service
+# started); otherwise it says what to install and exits 1.
+set -euo pipefail
+
+# Is Debian package $1 installed, or (for tools installed some other way) program $2 on the path?
+have() {
+  local pkg=$1 prog=${2:-}
+  if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+    return 0
+  fi
+  if [ -n "$prog" ]; then
+    command -v "$prog" >/dev/null 2>&1 || [ -x "/usr/sbin/$prog" ] || [ -x "/sbin/$prog" ]
+  else
+    return 1
+  fi
+}
+
+missing=()
+have dovecot-core doveadm || missing+=(dovecot-core)
+have postfix postfix || missing+=(postfix)
+have swaks swaks || missing+=(swaks)
+have libauthen-sasl-perl || perl -MAuthen::SASL -e 1 >/dev/null 2>&1 || missing+=(libauthen-sasl-perl)
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing Debian packages for the real-peer tests: ${missing[*]}" >&2
+  echo "install-deps: run this script as root (sudo $0), or: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-deps: missing ${missing[*]} and no apt-get here; install them with your package manager" >&2
+  exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# Postfix: no system mail configuration (the tests write their own main.cf / master.cf).
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
+
+# Installing must not start a system Dovecot/Postfix: deny service starts for the duration,
+# unless the machine already has a policy of its own.
+policy=/usr/sbin/policy-rc.d
+own_policy=
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy"
+  chmod 0755 "$policy"
+  own_policy=1
+fi
+cleanup() { if [ -n "$own_policy" ]; then rm -f "$policy"; fi; }
+trap cleanup EXIT
+
+apt_opts=(-q -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+apt-get "${apt_opts[@]}" update >/dev/null
+apt-get "${apt_opts[@]}" install -y "${missing[@]}" >/dev/null
+
+# Check the result the way the tests will look for it.
+for prog in doveadm postfix swaks; do
+  if ! command -v "$prog" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$prog" ]; then
+    echo "install-deps: $prog still missing after apt-get install" >&2
+    exit 1
+  fi
+done
+echo "install-deps: installed ${missing[*]}"

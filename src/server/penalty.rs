@@ -1,0 +1,153 @@
+//! Brute-force penalty per remote address, as Dovecot's anvil does it, bounded in memory.
+//!
+//! Each failed authentication from an address raises its penalty; the next request from it
+//! waits `2^n` seconds (n = recent failures, at most 4), counted from the last failure, capped at
+//! `penalty_max`. A success clears it. IPv6 addresses share a penalty per /48, as in Dovecot, and
+//! requests without `rip` share one bucket. The cap keeps penalty + failure delay below
+//! Postfix's 10 s reply timeout (Dovecot's 15 s cap makes Postfix answer 454 instead of 535).
+//! The same table, keyed by user name, gives the optional per-account penalty.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Failures older than this are forgotten.
+const FORGET_AFTER: Duration = Duration::from_secs(3600);
+/// At most this many keys are remembered; beyond it, the stalest are dropped.
+const MAX_KEYS: usize = 100_000;
+/// The exponent stops growing here.
+const MAX_FAILURES: u32 = 4;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    failures: u32,
+    last: Instant,
+}
+
+/// Penalties by key. A std Mutex: every critical section is one map operation.
+#[derive(Debug)]
+pub struct Penalty {
+    max: Duration,
+    table: Mutex<HashMap<String, Entry>>,
+}
+
+impl Penalty {
+    /// A table whose delays never exceed `max`.
+    pub fn new(max: Duration) -> Penalty {
+        Penalty { max, table: Mutex::new(HashMap::new()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How long a new request with this key must wait now.
+    pub fn delay(&self, key: &str, now: Instant) -> Duration {
+        let Some(e) = self.lock().get(key).copied() else {
+            return Duration::ZERO;
+        };
+        if e.failures == 0 || now.duration_since(e.last) >= FORGET_AFTER {
+            return Duration::ZERO;
+        }
+        let full = Duration::from_secs(1u64 << e.failures.min(MAX_FAILURES)).min(self.max);
+        full.saturating_sub(now.duration_since(e.last))
+    }
+
+    /// Records a failed authentication.
+    pub fn failed(&self, key: &str, now: Instant) {
+        let mut table = self.lock();
+        if table.len() >= MAX_KEYS && !table.contains_key(key) {
+            table.retain(|_, e| now.duration_since(e.last) < FORGET_AFTER);
+            if table.len() >= MAX_KEYS {
+                // Still full: forget the stalest tenth rather than grow.
+                let mut ages: Vec<Instant> = table.values().map(|e| e.last).collect();
+                ages.sort_unstable();
+                let cut = ages[ages.len() / 10];
+                table.retain(|_, e| e.last > cut);
+            }
+        }
+        let e = table.entry(key.to_owned()).or_insert(Entry { failures: 0, last: now });
+        if now.duration_since(e.last) >= FORGET_AFTER {
+            e.failures = 0;
+        }
+        e.failures = e.failures.saturating_add(1);
+        e.last = now;
+    }
+
+    /// Clears the key after a success.
+    pub fn succeeded(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
+    /// Keys remembered (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The penalty key of a remote address: IPv4 as is, IPv6 masked to /48, none → "".
+pub fn ip_key(ip: Option<IpAddr>) -> String {
+    match ip {
+        None => String::new(),
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let masked = u128::from(v6) & !((1u128 << 80) - 1);
+                format!("{}/48", std::net::Ipv6Addr::from(masked))
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grows_caps_decays_and_resets() {
+        let p = Penalty::new(Duration::from_secs(6));
+        let t0 = Instant::now();
+        assert_eq!(p.delay("a", t0), Duration::ZERO);
+        p.failed("a", t0);
+        assert_eq!(p.delay("a", t0), Duration::from_secs(2));
+        assert_eq!(p.delay("a", t0 + Duration::from_millis(500)), Duration::from_millis(1500));
+        p.failed("a", t0);
+        assert_eq!(p.delay("a", t0), Duration::from_secs(4));
+        for _ in 0..10 {
+            p.failed("a", t0);
+        }
+        assert_eq!(p.delay("a", t0), Duration::from_secs(6), "capped");
+        assert_eq!(p.delay("a", t0 + Duration::from_secs(7)), Duration::ZERO);
+        assert_eq!(p.delay("b", t0), Duration::ZERO, "keys are separate");
+        p.succeeded("a");
+        assert_eq!(p.delay("a", t0), Duration::ZERO);
+        p.failed("a", t0);
+        assert_eq!(p.delay("a", t0 + FORGET_AFTER), Duration::ZERO);
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let p = Penalty::new(Duration::from_secs(6));
+        let t0 = Instant::now();
+        for i in 0..(MAX_KEYS + 5000) {
+            p.failed(&i.to_string(), t0 + Duration::from_micros(i as u64));
+        }
+        assert!(p.len() <= MAX_KEYS, "{}", p.len());
+    }
+
+    #[test]
+    fn keys() {
+        assert_eq!(ip_key(None), "");
+        assert_eq!(ip_key(Some("192.0.2.1".parse().unwrap())), "192.0.2.1");
+        assert_eq!(ip_key(Some("2001:db8:1:2::5".parse().unwrap())), "2001:db8:1::/48");
+        assert_eq!(ip_key(Some("2001:db8:1:ffff::5".parse().unwrap())), "2001:db8:1::/48");
+        assert_eq!(ip_key(Some("::ffff:192.0.2.1".parse().unwrap())), "192.0.2.1");
+    }
+}
