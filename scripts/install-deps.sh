@@ -4,6 +4,7 @@
 #   postfix              an SMTP server with smtpd_sasl_type = dovecot
 #   swaks                the SMTP client that drives it
 #   libauthen-sasl-perl  SASL support for swaks's AUTH
+#   fail2ban             fail2ban-regex, to check packaging/fail2ban against the real log
 # Idempotent and silent when everything is present. As root it installs what is missing
 # (apt-get update once, non-interactive, Postfix preseeded to "No configuration", no service
 # started); otherwise it says what to install and exits 1.
@@ -27,6 +28,7 @@ have dovecot-core doveadm || missing+=(dovecot-core)
 have postfix postfix || missing+=(postfix)
 have swaks swaks || missing+=(swaks)
 have libauthen-sasl-perl || perl -MAuthen::SASL -e 1 >/dev/null 2>&1 || missing+=(libauthen-sasl-perl)
+have fail2ban fail2ban-regex || missing+=(fail2ban)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 
@@ -62,7 +64,7 @@ apt-get "${apt_opts[@]}" update >/dev/null
 apt-get "${apt_opts[@]}" install -y "${missing[@]}" >/dev/null
 
 # Check the result the way the tests will look for it.
-for prog in doveadm postfix swaks; do
+for prog in doveadm postfix swaks fail2ban-regex; do
   if ! command -v "$prog" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$prog" ]; then
     echo "install-deps: $prog still missing after apt-get install" >&2
     exit 1
