@@ -28,6 +28,23 @@ enum Command {
     Bench(saslgate::bench::Args),
     /// List, generate and test password hashes (like `doveadm pw`).
     Pw(saslgate::pw::Args),
+    /// The auth cache of a running daemon.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// Flush the whole cache, or the entries of the users named (like `doveadm auth cache flush`).
+    Flush {
+        /// The daemon's master socket (default: the first master listener of the config).
+        #[arg(short = 'a', long = "socket")]
+        socket: Option<PathBuf>,
+        /// Users whose entries to flush; none flushes everything.
+        users: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -37,6 +54,7 @@ fn main() -> ExitCode {
         Some(Command::Check) => check(cli.config),
         Some(Command::Bench(args)) => saslgate::bench::main(args),
         Some(Command::Pw(args)) => Ok(saslgate::pw::main(args)),
+        Some(Command::Cache { action: CacheAction::Flush { socket, users } }) => cache_flush(cli.config, socket, &users),
     };
     match result {
         Ok(code) => code,
@@ -68,16 +86,58 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_logging(level: &str) {
+fn cache_flush(config: Option<PathBuf>, socket: Option<PathBuf>, users: &[String]) -> anyhow::Result<ExitCode> {
+    use std::io::{BufRead, BufReader, Write};
+    let socket = match socket {
+        Some(s) => s,
+        None => {
+            let config = load_config(config)?;
+            config
+                .listeners
+                .iter()
+                .find(|l| l.kind == config::ListenerKind::Master)
+                .map(|l| l.path.clone())
+                .ok_or_else(|| anyhow::anyhow!("{}: no master listener; give its socket with -a", config.source))?
+        }
+    };
+    let stream = std::os::unix::net::UnixStream::connect(&socket).with_context(|| format!("cannot connect to {}", socket.display()))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let mut line = b"VERSION\t1\t1\nCACHE-FLUSH\t1".to_vec();
+    for user in users {
+        line.push(b'\t');
+        line.extend(saslgate::protocol::escape::escape(user.as_bytes()));
+    }
+    line.push(b'\n');
+    (&stream).write_all(&line)?;
+    for reply in BufReader::new(&stream).lines() {
+        let reply = reply.context("no reply from the daemon")?;
+        if let Some(count) = reply.strip_prefix("OK\t1\t") {
+            println!("{count} cache entries flushed");
+            return Ok(ExitCode::SUCCESS);
+        }
+        if reply.starts_with("VERSION") || reply.starts_with("SPID") {
+            continue;
+        }
+        anyhow::bail!("unexpected reply from {}: {reply}", socket.display());
+    }
+    anyhow::bail!("{} closed the connection (is it a master socket?)", socket.display())
+}
+
+/// Logs go to stderr through a writer thread, so a request task never waits for a `write(2)`.
+/// Nothing is dropped: when the queue is full, logging waits (lossy mode off). The returned
+/// guard flushes the queue when dropped at exit.
+fn init_logging(level: &str) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SASLGATE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     use std::io::IsTerminal as _;
     let ansi = std::io::stderr().is_terminal();
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(writer).init();
+    guard
 }
 
 fn run_daemon(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let config = load_config(path)?;
-    init_logging(&config.log_level);
+    let _log_guard = init_logging(&config.log_level);
     // 1. Bind every socket while still privileged, before any thread exists.
     let mut bound = Vec::new();
     for l in &config.listeners {
@@ -99,6 +159,16 @@ fn run_daemon(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             tracing::info!(socket = %l.path.display(), kind = ?l.kind, "listening");
         }
         tracing::info!(config = %config.source, pool_threads = pool.threads(), "saslgate started");
+        // SIGHUP flushes the auth cache, as with Dovecot.
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            let shared = Arc::clone(&shared);
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    let flushed = shared.auth.flush_cache(&[]);
+                    tracing::info!(flushed, "SIGHUP: auth cache flushed");
+                }
+            });
+        }
         server::run(listeners, shared, config.limits.max_connections, shutdown_signal()).await;
         anyhow::Ok(())
     })?;

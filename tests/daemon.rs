@@ -175,3 +175,35 @@ fn root_without_user_warns_loudly() {
     wait_for_socket(&dir.path().join("run/auth-client"), &d);
     assert!(d.log().contains("running as root"), "{}", d.log());
 }
+
+#[test]
+fn cache_flush_cli_and_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users.passwd"), "alice:{PLAIN}pw\nbob:{PLAIN}pw\n").unwrap();
+    let conf = dir.path().join("saslgate.yaml");
+    std::fs::write(
+        &conf,
+        "listeners:\n  - { path: auth-client }\n  - { path: auth-master }\nauth:\n  failure_delay: 0s\n  cache: { size: 100 }\npassdbs:\n  - { driver: passwd-file, path: users.passwd, scheme: PLAIN }\n",
+    )
+    .unwrap();
+    let d = Running::start(dir.path(), &["--config", conf.to_str().unwrap()]);
+    let sock = dir.path().join("auth-client");
+    wait_for_socket(&sock, &d);
+    assert_eq!(auth(&sock, "alice", "pw"), "OK\t1\tuser=alice");
+    assert_eq!(auth(&sock, "bob", "pw"), "OK\t1\tuser=bob");
+    let flush = |args: &[&str]| {
+        let out = Command::new(BIN).args(["--config", conf.to_str().unwrap(), "cache", "flush"]).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(flush(&["alice"]), "1 cache entries flushed");
+    assert_eq!(flush(&["-a", dir.path().join("auth-master").to_str().unwrap(), "alice"]), "0 cache entries flushed");
+    // SIGHUP flushes everything that is left.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.pid() as i32), nix::sys::signal::Signal::SIGHUP).unwrap();
+    let start = Instant::now();
+    while !d.log().contains("SIGHUP: auth cache flushed flushed=1") {
+        assert!(start.elapsed() < Duration::from_secs(5), "{}", d.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(flush(&[]), "0 cache entries flushed");
+}

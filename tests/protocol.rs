@@ -640,3 +640,36 @@ async fn failures_raise_a_per_address_penalty() {
     assert!(c.line().await.starts_with("OK\t5\t"));
     assert!(t.elapsed() < Duration::from_millis(900), "{:?}", t.elapsed());
 }
+
+#[tokio::test]
+async fn auth_cache_never_answers_for_a_changed_password() {
+    let d = Daemon::start("  failure_delay: 0s\n  cache: { size: 1000, ttl: 1h, negative_ttl: 1h }").await;
+    let old = saslgate::scheme::generate(saslgate::scheme::Scheme::BlfCrypt, b"oldpw", "", Some(4)).unwrap();
+    let new = saslgate::scheme::generate(saslgate::scheme::Scheme::BlfCrypt, b"newpw", "", Some(4)).unwrap();
+    std::fs::write(d.path("users.passwd"), format!("carl:{{BLF-CRYPT}}{old}\n")).unwrap();
+    let mut c = d.client().await;
+    let try_pw = |id: u32, pw: &str| format!("AUTH\t{id}\tPLAIN\tservice=imap\tresp={}\n", b64(format!("\0carl\0{pw}").as_bytes()));
+    c.send(&try_pw(1, "oldpw")).await;
+    assert_eq!(c.line().await, "OK\t1\tuser=carl");
+    c.send(&try_pw(2, "newpw")).await;
+    assert_eq!(c.line().await, "FAIL\t2\tuser=carl");
+    c.send(&try_pw(3, "oldpw")).await; // a cache hit
+    assert_eq!(c.line().await, "OK\t3\tuser=carl");
+    // The password changes: neither the cached success nor the cached failure may answer.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    std::fs::write(d.path("users.passwd"), format!("carl:{{BLF-CRYPT}}{new}\n")).unwrap();
+    c.send(&try_pw(4, "oldpw")).await;
+    assert_eq!(c.line().await, "FAIL\t4\tuser=carl");
+    c.send(&try_pw(5, "newpw")).await;
+    assert_eq!(c.line().await, "OK\t5\tuser=carl");
+    // CACHE-FLUSH of another user flushes nothing; of carl, his entries.
+    let mut m = Conn::open(&d.path("auth-master")).await;
+    m.line().await;
+    m.line().await;
+    m.send("VERSION\t1\t1\nCACHE-FLUSH\t1\tsomeone\n").await;
+    assert_eq!(m.line().await, "OK\t1\t0");
+    m.send("CACHE-FLUSH\t2\tcarl\n").await;
+    assert_eq!(m.line().await, "OK\t2\t4");
+    m.send("CACHE-FLUSH\t3\n").await;
+    assert_eq!(m.line().await, "OK\t3\t0");
+}

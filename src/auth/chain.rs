@@ -287,12 +287,12 @@ impl super::Authenticator {
         let mut last = PassdbOutcome::UserUnknown;
         let mut all_skipped = true;
         let mut stopped = false;
-        for entry in &self.passdbs {
+        for (index, entry) in self.passdbs.iter().enumerate() {
             if entry.rules.skipped(info.mech, &user, verified) {
                 continue;
             }
             all_skipped = false;
-            let (mut outcome, passdb_fields, cred) = self.one_passdb(entry, &user, info, op, verified).await;
+            let (mut outcome, passdb_fields, cred) = self.one_passdb(index, entry, &user, info, op, verified).await;
             if entry.rules.deny {
                 match outcome {
                     PassdbOutcome::UserUnknown => continue,
@@ -404,7 +404,7 @@ impl super::Authenticator {
     }
 
     /// Asks one passdb, applying its templates and the per-passdb fields.
-    async fn one_passdb(&self, entry: &PassdbEntry, user: &str, info: &RequestInfo, op: Op<'_>, verified: bool) -> (PassdbOutcome, Fields, Option<Secret>) {
+    async fn one_passdb(&self, index: usize, entry: &PassdbEntry, user: &str, info: &RequestInfo, op: Op<'_>, verified: bool) -> (PassdbOutcome, Fields, Option<Secret>) {
         let lookup = Lookup { user, info };
         // Verify-only drivers (PAM, LDAP bind) check the password themselves.
         if let (Op::Verify(password), false) = (op, verified) {
@@ -429,11 +429,30 @@ impl super::Authenticator {
                 tracing::info!(passdb = %entry.rules.name, user, "the user has no password");
                 (PassdbOutcome::PasswordMismatch, None)
             }
-            Op::Verify(password) => (verify(stored, entry.db.default_scheme(), password, user, &self.pool).await, None),
+            Op::Verify(password) => (self.verify_cached(index, stored, entry.db.default_scheme(), password, user).await, None),
             Op::Credentials(_) if nopassword => (PassdbOutcome::SchemeNotAvailable, None),
             Op::Credentials(scheme) => credential(stored, entry.db.default_scheme(), scheme, user, &self.pool).await,
         };
         (self.check_fields(outcome, &fields, info), fields, credential)
+    }
+
+    /// Verifies through the auth cache: a remembered answer for exactly these inputs (stored
+    /// password included), else a real verification whose answer is remembered.
+    async fn verify_cached(&self, index: usize, stored: &str, default: Scheme, password: &Secret, user: &str) -> PassdbOutcome {
+        let key = super::cache::CacheKey { passdb: index, user, stored, password: password.expose() };
+        let now = std::time::Instant::now();
+        match self.cache.get(&key, now) {
+            Some(true) => return PassdbOutcome::Ok,
+            Some(false) => return PassdbOutcome::PasswordMismatch,
+            None => {}
+        }
+        let outcome = verify(stored, default, password, user, &self.pool).await;
+        match outcome {
+            PassdbOutcome::Ok => self.cache.put(&key, true, now),
+            PassdbOutcome::PasswordMismatch => self.cache.put(&key, false, now),
+            _ => {}
+        }
+        outcome
     }
 
     fn merge_templates(&self, entry: &PassdbEntry, user: &str, info: &RequestInfo, driver: Fields) -> Fields {

@@ -4,6 +4,7 @@
 //! filtering of extra fields, and the shape of a request's [`AuthOutcome`]. It knows nothing of
 //! sockets: the server turns outcomes into reply lines and applies the failure delay.
 
+pub mod cache;
 pub mod chain;
 pub mod var;
 
@@ -224,6 +225,8 @@ pub struct Settings {
     pub trusted_networks: Vec<String>,
     /// Per-service overrides (`services: { smtp: { ssl_require_client_cert: false } }`).
     pub services: std::collections::HashMap<String, ServicePolicy>,
+    /// The verification cache (`auth.cache`).
+    pub cache: cache::CacheConfig,
 }
 
 /// Settings a `services:` entry may override for one service.
@@ -249,6 +252,7 @@ pub struct Authenticator {
     passdbs: Vec<chain::PassdbEntry>,
     userdbs: Vec<Arc<dyn Userdb>>,
     pool: crate::blocking::Pool,
+    cache: cache::VerifyCache,
 }
 
 /// Fields a passdb returns that steer the request and never reach a reply.
@@ -263,7 +267,13 @@ fn has_illegal_password_bytes(password: &[u8]) -> bool {
 impl Authenticator {
     /// An authenticator over built databases.
     pub fn new(settings: Settings, passdbs: Vec<chain::PassdbEntry>, userdbs: Vec<Arc<dyn Userdb>>, pool: crate::blocking::Pool) -> Authenticator {
-        Authenticator { settings, passdbs, userdbs, pool }
+        let cache = cache::VerifyCache::new(settings.cache);
+        Authenticator { settings, passdbs, userdbs, pool, cache }
+    }
+
+    /// Flushes the auth cache: everything, or these users' entries. Returns how many.
+    pub fn flush_cache(&self, users: &[String]) -> usize {
+        self.cache.flush(users)
     }
 
     /// Builds every database from a validated config.

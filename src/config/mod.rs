@@ -304,6 +304,21 @@ impl Validator<'_> {
         if penalty_max + failure_delay + Duration::from_millis(250) >= Duration::from_secs(10) {
             return Err(self.err(&[key("auth"), key("penalty_max")], format!("penalty_max ({penalty_max:?}) plus failure_delay ({failure_delay:?}) must stay below Postfix's 10s reply timeout; lower one of them")));
         }
+        let cache = {
+            let raw_cache = raw.auth.cache.as_ref();
+            let default = crate::auth::cache::CacheConfig::default();
+            let dur = |name: &str, value: Option<&String>, default: Duration| -> Result<Duration, ConfigError> {
+                match value {
+                    None => Ok(default),
+                    Some(d) => parse_duration(d).ok_or_else(|| self.err(&[key("auth"), key("cache"), key(name)], format!("`{d}` is not a duration; write e.g. 1h, 10m or 30s"))),
+                }
+            };
+            crate::auth::cache::CacheConfig {
+                size: raw_cache.and_then(|c| c.size).unwrap_or(default.size),
+                ttl: dur("ttl", raw_cache.and_then(|c| c.ttl.as_ref()), default.ttl)?,
+                negative_ttl: dur("negative_ttl", raw_cache.and_then(|c| c.negative_ttl.as_ref()), default.negative_ttl)?,
+            }
+        };
         let username_format = self.template(&[key("auth"), key("username_format")], raw.auth.username_format.as_deref().unwrap_or("%Lu"))?;
         let passdbs = raw
             .passdbs
@@ -375,6 +390,7 @@ impl Validator<'_> {
                     .iter()
                     .map(|(name, s)| (name.clone(), crate::auth::ServicePolicy { ssl_require_client_cert: s.ssl_require_client_cert, disable_plaintext_auth: s.disable_plaintext_auth }))
                     .collect(),
+                cache,
             },
             limits,
             pool,
@@ -667,6 +683,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "ms" | "msec" | "msecs" => number,
         "s" | "sec" | "secs" | "second" | "seconds" => number.checked_mul(1000)?,
         "m" | "min" | "mins" | "minute" | "minutes" => number.checked_mul(60_000)?,
+        "h" | "hour" | "hours" => number.checked_mul(3_600_000)?,
         _ => return None,
     };
     Some(Duration::from_millis(ms))

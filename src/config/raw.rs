@@ -54,6 +54,15 @@ pub(crate) struct Auth {
     pub(crate) trusted_networks: Option<Vec<String>>,
     pub(crate) penalty_max: Option<String>,
     pub(crate) account_penalty: Option<bool>,
+    pub(crate) cache: Option<Cache>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Cache {
+    pub(crate) size: Option<usize>,
+    pub(crate) ttl: Option<String>,
+    pub(crate) negative_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -216,9 +216,10 @@ impl Files {
         Ok(users)
     }
 
-    /// Whether `path` is parsed and unchanged: then [`Files::users`] is cheap.
-    pub fn is_fresh(&self, path: &Path) -> bool {
-        std::fs::metadata(path).map(|m| self.cached(path, Stamp::of(&m)).is_some()).unwrap_or(false)
+    /// The users of `path` when it is parsed and unchanged (one `stat`); `None` means it must
+    /// be (re-)read with [`Files::users`], off the reactor.
+    pub fn fresh(&self, path: &Path) -> Option<Arc<Users>> {
+        std::fs::metadata(path).ok().and_then(|m| self.cached(path, Stamp::of(&m)))
     }
 
     fn cached(&self, path: &Path, stamp: Stamp) -> Option<Arc<Users>> {
@@ -307,7 +308,7 @@ mod tests {
         std::fs::write(&path, "a:{PLAIN}1\n").unwrap();
         let files = Files::default();
         assert!(files.users(&path).unwrap().get("a").is_some());
-        assert!(files.is_fresh(&path));
+        assert!(files.fresh(&path).is_some());
         std::fs::write(&path, "b:{PLAIN}22\n").unwrap();
         let users = files.users(&path).unwrap();
         assert!(users.get("a").is_none() && users.get("b").is_some());

@@ -33,8 +33,8 @@ impl PasswdFile {
     async fn entry(&self, lookup: Lookup<'_>) -> Result<Option<Entry>, PassdbOutcome> {
         let path = std::path::PathBuf::from(expand_for_path(&self.path, lookup.user, lookup.info));
         let key = expand_for_user(&self.username_format, lookup.user, lookup.info);
-        let users = if self.files.is_fresh(&path) {
-            self.files.users(&path)
+        let users = if let Some(users) = self.files.fresh(&path) {
+            Ok(users)
         } else {
             let files = Arc::clone(&self.files);
             let p = path.clone();

@@ -118,7 +118,7 @@ enum Phase {
 
 impl Connection {
     async fn read_loop<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> Result<(), ProtocolError> {
-        let mut buf: Vec<u8> = Vec::with_capacity(4096);
+        let mut buf: Vec<u8> = Vec::new();
         let mut phase = Phase::ExpectVersion;
         loop {
             loop {
@@ -145,12 +145,12 @@ impl Connection {
                 };
                 buf.drain(..consumed);
             }
-            let start = buf.len();
-            // Read at most up to the line limit; `next_line` rejects a full buffer without LF.
-            buf.resize(CLIENT_MAX_LINE, 0);
+            // Read at most up to the line limit (`next_line` rejects a full buffer without LF),
+            // growing the buffer only as data comes: an idle connection holds almost nothing.
+            let room = CLIENT_MAX_LINE - buf.len();
+            buf.reserve(room.min(4096));
             // A read error ends the connection like EOF does.
-            let n = reader.read(&mut buf[start..]).await.unwrap_or(0);
-            buf.truncate(start + n);
+            let n = (&mut *reader).take(room as u64).read_buf(&mut buf).await.unwrap_or(0);
             if n == 0 {
                 return Ok(());
             }

@@ -191,12 +191,13 @@ impl Master {
                     }
                 }
             }
-            MasterCommand::CacheFlush { id, .. } => {
+            MasterCommand::CacheFlush { id, users } => {
                 if self.kind != ListenerKind::Master {
                     return Err(ProtocolError::UnknownCommand("CACHE-FLUSH on a userdb socket".into()));
                 }
-                // No cache yet: nothing to flush.
-                out.extend(Reply::new("OK", id).raw(b"0").finish());
+                let flushed = auth.flush_cache(&users);
+                tracing::info!(flushed, users = users.len(), "auth cache flushed");
+                out.extend(Reply::new("OK", id).raw(flushed.to_string().as_bytes()).finish());
             }
         }
         Ok(())

@@ -26,8 +26,8 @@ impl PasswdFile {
     }
 
     async fn users(&self, path: std::path::PathBuf) -> Result<Arc<crate::db::passwd_file::Users>, String> {
-        if self.files.is_fresh(&path) {
-            return self.files.users(&path).map_err(|e| e.to_string());
+        if let Some(users) = self.files.fresh(&path) {
+            return Ok(users);
         }
         let files = Arc::clone(&self.files);
         let missing_ok = self.path.uses(Var::Domain);

@@ -1,0 +1,225 @@
+//! The auth cache: remembered password verifications, so a client that logs in every minute
+//! with the same password does not cost a BLF-CRYPT or ARGON2 computation every time.
+//!
+//! Dovecot caches passdb *lookups* by a key made of %variables and keeps answering from an entry
+//! after the password changed, until its TTL runs out (old passwords keep working, new ones are
+//! refused). Here an entry's key holds every input of the verification: which passdb, the user,
+//! **the stored password itself** and the password tried. A changed password in the database
+//! changes the key, so a stale entry can never answer. The key is an HMAC with a per-process
+//! random key over length-prefixed fields, so it is injective (no two inputs share an entry) and
+//! the cache never holds a password or a hash that could be read back.
+//!
+//! Successes and failures have their own TTLs; the size is bounded; entries can be flushed all
+//! at once or per user (`CACHE-FLUSH` on the master socket, `SIGHUP`, `saslgate cache flush`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Cache settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Entries kept at most; 0 turns the cache off.
+    pub size: usize,
+    /// How long a success is remembered.
+    pub ttl: Duration,
+    /// How long a failure is remembered.
+    pub negative_ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { size: 0, ttl: Duration::from_secs(3600), negative_ttl: Duration::from_secs(60) }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    user: String,
+    ok: bool,
+    at: Instant,
+}
+
+/// The verification cache.
+#[derive(Debug)]
+pub struct VerifyCache {
+    config: CacheConfig,
+    key: [u8; 32],
+    // A std Mutex: every critical section is one map operation (or a bounded sweep).
+    entries: Mutex<HashMap<[u8; 32], Entry>>,
+}
+
+/// The inputs of one verification.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheKey<'a> {
+    /// Which passdb (its position in the chain).
+    pub passdb: usize,
+    /// The user name the passdb was asked about.
+    pub user: &'a str,
+    /// The stored password, as the passdb returned it.
+    pub stored: &'a str,
+    /// The password tried.
+    pub password: &'a [u8],
+}
+
+impl VerifyCache {
+    /// A cache with a fresh random key.
+    pub fn new(config: CacheConfig) -> VerifyCache {
+        VerifyCache { config, key: rand::random(), entries: Mutex::new(HashMap::new()) }
+    }
+
+    /// Whether the cache is on.
+    pub fn enabled(&self) -> bool {
+        self.config.size > 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn digest(&self, k: &CacheKey<'_>) -> [u8; 32] {
+        // `new_from_slice` accepts any key length for HMAC; 32 bytes never fails.
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else { return [0; 32] };
+        mac.update(&(k.passdb as u64).to_be_bytes());
+        for field in [k.user.as_bytes(), k.stored.as_bytes(), k.password] {
+            mac.update(&(field.len() as u64).to_be_bytes());
+            mac.update(field);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    /// A remembered result for these exact inputs, if still fresh.
+    pub fn get(&self, k: &CacheKey<'_>, now: Instant) -> Option<bool> {
+        if !self.enabled() {
+            return None;
+        }
+        let digest = self.digest(k);
+        let entries = self.lock();
+        let e = entries.get(&digest)?;
+        let ttl = if e.ok { self.config.ttl } else { self.config.negative_ttl };
+        (now.duration_since(e.at) < ttl && e.user == k.user).then_some(e.ok)
+    }
+
+    /// Remembers a result.
+    pub fn put(&self, k: &CacheKey<'_>, ok: bool, now: Instant) {
+        if !self.enabled() {
+            return;
+        }
+        let digest = self.digest(k);
+        let mut entries = self.lock();
+        if entries.len() >= self.config.size && !entries.contains_key(&digest) {
+            let (ttl, neg) = (self.config.ttl, self.config.negative_ttl);
+            entries.retain(|_, e| now.duration_since(e.at) < if e.ok { ttl } else { neg });
+            if entries.len() >= self.config.size {
+                // Still full: drop the oldest tenth (at least one) rather than grow.
+                let mut ages: Vec<Instant> = entries.values().map(|e| e.at).collect();
+                ages.sort_unstable();
+                let cut = ages[(ages.len() / 10).min(ages.len() - 1)];
+                entries.retain(|_, e| e.at > cut);
+            }
+        }
+        entries.insert(digest, Entry { user: k.user.to_owned(), ok, at: now });
+    }
+
+    /// Flushes everything (`users` empty) or the entries of these users; returns how many.
+    pub fn flush(&self, users: &[String]) -> usize {
+        let mut entries = self.lock();
+        let before = entries.len();
+        if users.is_empty() {
+            entries.clear();
+        } else {
+            entries.retain(|_, e| !users.contains(&e.user));
+        }
+        before - entries.len()
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(size: usize) -> VerifyCache {
+        VerifyCache::new(CacheConfig { size, ttl: Duration::from_secs(60), negative_ttl: Duration::from_secs(5) })
+    }
+
+    fn key<'a>(user: &'a str, stored: &'a str, password: &'a [u8]) -> CacheKey<'a> {
+        CacheKey { passdb: 0, user, stored, password }
+    }
+
+    #[test]
+    fn hits_expire_and_flush() {
+        let c = cache(100);
+        let t = Instant::now();
+        assert_eq!(c.get(&key("a", "{X}1", b"pw"), t), None);
+        c.put(&key("a", "{X}1", b"pw"), true, t);
+        c.put(&key("a", "{X}1", b"bad"), false, t);
+        assert_eq!(c.get(&key("a", "{X}1", b"pw"), t), Some(true));
+        assert_eq!(c.get(&key("a", "{X}1", b"bad"), t), Some(false));
+        assert_eq!(c.get(&key("a", "{X}1", b"bad"), t + Duration::from_secs(6)), None, "negative TTL");
+        assert_eq!(c.get(&key("a", "{X}1", b"pw"), t + Duration::from_secs(59)), Some(true));
+        assert_eq!(c.get(&key("a", "{X}1", b"pw"), t + Duration::from_secs(61)), None);
+        // A changed stored password never hits an old entry, positive or negative.
+        assert_eq!(c.get(&key("a", "{X}2", b"pw"), t), None);
+        assert_eq!(c.get(&key("a", "{X}2", b"bad"), t), None);
+        c.put(&key("b", "{X}1", b"pw"), true, t);
+        assert_eq!(c.flush(&["a".to_string()]), 2);
+        assert_eq!(c.get(&key("b", "{X}1", b"pw"), t), Some(true));
+        assert_eq!(c.flush(&[]), 1);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn off_by_default_and_bounded() {
+        let off = VerifyCache::new(CacheConfig::default());
+        off.put(&key("a", "s", b"p"), true, Instant::now());
+        assert_eq!(off.get(&key("a", "s", b"p"), Instant::now()), None);
+        let c = cache(50);
+        let t = Instant::now();
+        for i in 0..500u32 {
+            c.put(&key("u", "s", &i.to_be_bytes()), true, t + Duration::from_millis(u64::from(i)));
+            assert!(c.len() <= 50);
+        }
+    }
+
+    /// Property: entries of different inputs never answer for each other. Field boundaries are
+    /// length-prefixed, so shifting bytes between user, stored and password changes the key.
+    #[test]
+    fn two_users_never_share_an_entry() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let c = cache(100_000);
+        let t = Instant::now();
+        let pick = |rng: &mut rand::rngs::StdRng| -> String {
+            let alphabet = ['a', 'b', '\0', '@', '\t', 'x'];
+            (0..rng.gen_range(0..4)).map(|_| alphabet[rng.gen_range(0..alphabet.len())]).collect()
+        };
+        let mut seen: Vec<(String, String, String)> = Vec::new();
+        for _ in 0..3000 {
+            let (u, s, p) = (pick(&mut rng), pick(&mut rng), pick(&mut rng));
+            if let Some(hit) = c.get(&key(&u, &s, p.as_bytes()), t) {
+                // Only the very same inputs may hit.
+                assert!(seen.iter().any(|e| e == &(u.clone(), s.clone(), p.clone())), "{u:?} {s:?} {p:?} hit {hit}");
+            }
+            c.put(&key(&u, &s, p.as_bytes()), true, t);
+            seen.push((u, s, p));
+        }
+        // The classic boundary shift: ("a", "b\0c") vs ("a\0b", "c").
+        let c = cache(10);
+        c.put(&key("a", "s", b"b\0c"), true, t);
+        assert_eq!(c.get(&key("a\0b", "s", b"c"), t), None);
+        assert_eq!(c.get(&CacheKey { passdb: 1, user: "a", stored: "s", password: b"b\0c" }, t), None);
+    }
+}
