@@ -417,16 +417,17 @@ impl Request {
                     return End::Done(auth.anonymous(), None);
                 }
                 Step::External { authzid } => return End::Done(auth.external(&self.info, authzid.as_deref()).await, None),
-                Step::LookupCredentials(req) => match {
+                Step::LookupCredentials(req) => {
                     self.account_wait(&req.authcid).await;
-                    auth.lookup_credentials(&self.info, &req).await
-                } {
+                    let outcome = auth.lookup_credentials(&self.info, &req).await;
+                    match outcome {
                     CredentialsOutcome::Found { user, original_user, fields, credential } => {
                         found = Some((user, original_user, fields));
                         mech.credentials(credential.expose())
                     }
-                    CredentialsOutcome::Failed(failure) => return End::Done(AuthOutcome::Failure(failure), None),
-                },
+                        CredentialsOutcome::Failed(failure) => return End::Done(AuthOutcome::Failure(failure), None),
+                    }
+                }
                 Step::Success { final_data } => {
                     let Some((user, original_user, fields)) = found.take() else {
                         // A mechanism may only succeed on a credential it was given.
