@@ -504,9 +504,13 @@ impl Validator<'_> {
         self.template(&p, db.username_format.as_deref().unwrap_or("%u"))
     }
 
-    fn field_templates(&self, at: &[Seg], name: &str, map: Option<&std::collections::BTreeMap<String, serde_norway::Value>>) -> Result<Vec<(String, Template)>, ConfigError> {
+    fn field_templates(&self, at: &[Seg], name: &str, map: Option<&raw::Fields>) -> Result<Vec<(String, Template)>, ConfigError> {
         let mut out = Vec::new();
         for (k, v) in map.into_iter().flatten() {
+            let k = &match k {
+                serde_norway::Value::String(s) => s.clone(),
+                other => serde_norway::to_string(other).unwrap_or_default().trim().to_owned(),
+            };
             let mut p = at.to_vec();
             p.extend([key(name), key(k)]);
             let text = match v {
@@ -640,19 +644,7 @@ impl Validator<'_> {
             }
             "static" => {
                 self.only(at, db, &["fields", "allow_all_users"])?;
-                let mut fields = Vec::new();
-                for (k, v) in db.fields.iter().flatten() {
-                    let mut p = at.to_vec();
-                    p.extend([key("fields"), key(k)]);
-                    let text = match v {
-                        serde_norway::Value::String(s) => s.clone(),
-                        serde_norway::Value::Number(n) => n.to_string(),
-                        serde_norway::Value::Bool(b) => if *b { "yes".into() } else { "no".into() },
-                        serde_norway::Value::Null => String::new(),
-                        _ => return Err(self.err(&p, "a field value must be a string or a number")),
-                    };
-                    fields.push((k.clone(), self.template(&p, &text)?));
-                }
+                let fields = self.field_templates(at, "fields", db.fields.as_ref())?;
                 Ok(UserdbConfig::Static { fields, allow_all_users: db.allow_all_users.unwrap_or(false) })
             }
             other => {

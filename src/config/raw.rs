@@ -3,6 +3,9 @@
 
 use std::collections::BTreeMap;
 
+/// Field templates in the order the admin wrote them (a YAML mapping keeps its order).
+pub(crate) type Fields = serde_norway::Mapping;
+
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,7 +104,7 @@ pub(crate) struct Db {
     pub(crate) path: Option<String>,
     pub(crate) scheme: Option<String>,
     pub(crate) username_format: Option<String>,
-    pub(crate) fields: Option<BTreeMap<String, serde_norway::Value>>,
+    pub(crate) fields: Option<Fields>,
     pub(crate) allow_all_users: Option<bool>,
     pub(crate) password: Option<String>,
     // Chain rules (passdbs; userdbs take skip, result_* and the field templates).
@@ -115,6 +118,6 @@ pub(crate) struct Db {
     pub(crate) deny: Option<bool>,
     pub(crate) master: Option<bool>,
     pub(crate) pass: Option<bool>,
-    pub(crate) override_fields: Option<BTreeMap<String, serde_norway::Value>>,
-    pub(crate) default_fields: Option<BTreeMap<String, serde_norway::Value>>,
+    pub(crate) override_fields: Option<Fields>,
+    pub(crate) default_fields: Option<Fields>,
 }

@@ -1,0 +1,158 @@
+//! Every classic setup in `conf.example/` is loaded as shipped and exercised: the listeners are
+//! moved to a temp dir (and their owners dropped), the failure delay is set to 0 for speed, and
+//! the scenario the file's comments promise is checked over the wire.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+use saslgate::server::{self, listener};
+
+struct Running {
+    _dir: tempfile::TempDir,
+    sockets: Vec<(String, PathBuf)>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl Running {
+    fn socket(&self, name: &str) -> &Path {
+        &self.sockets.iter().find(|(n, _)| n == name).unwrap().1
+    }
+}
+
+async fn start(example: &str) -> Running {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf.example").join(example);
+    let mut config = saslgate::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut sockets = Vec::new();
+    for l in &mut config.listeners {
+        let name = l.path.file_name().unwrap().to_string_lossy().into_owned();
+        l.path = dir.path().join(&name);
+        l.user = None;
+        l.group = None;
+        sockets.push((name, l.path.clone()));
+    }
+    config.auth.failure_delay = Duration::ZERO;
+    let pool = saslgate::blocking::Pool::new(1, 64).unwrap();
+    let auth = Arc::new(saslgate::auth::Authenticator::from_config(&config, &pool));
+    let shared = Arc::new(server::Shared::new(&config, auth));
+    let listeners = config.listeners.iter().map(|l| (listener::into_tokio(listener::bind(l).unwrap()).unwrap(), l.clone())).collect();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server::run(listeners, shared, 100, async {
+        let _ = stopped.await;
+    }));
+    Running { _dir: dir, sockets, stop: Some(stop) }
+}
+
+struct Conn {
+    r: BufReader<tokio::net::unix::OwnedReadHalf>,
+    w: tokio::net::unix::OwnedWriteHalf,
+    cookie: String,
+}
+
+impl Conn {
+    async fn client(path: &Path) -> Conn {
+        let (r, w) = UnixStream::connect(path).await.unwrap().into_split();
+        let mut c = Conn { r: BufReader::new(r), w, cookie: String::new() };
+        loop {
+            let l = c.line().await;
+            if let Some(cookie) = l.strip_prefix("COOKIE\t") {
+                c.cookie = cookie.to_owned();
+            }
+            if l == "DONE" {
+                break;
+            }
+        }
+        c.send(&format!("VERSION\t1\t2\nCPID\t{}\n", std::process::id())).await;
+        c
+    }
+
+    async fn send(&mut self, s: &str) {
+        self.w.write_all(s.as_bytes()).await.unwrap();
+    }
+
+    async fn line(&mut self) -> String {
+        let mut l = String::new();
+        tokio::time::timeout(Duration::from_secs(10), self.r.read_line(&mut l)).await.unwrap().unwrap();
+        l.trim_end_matches('\n').to_owned()
+    }
+
+    async fn auth(&mut self, id: u32, mech: &str, params: &str, resp: &[u8]) -> String {
+        let resp = saslgate::protocol::base64::encode(resp);
+        let resp = if resp.is_empty() { "=".to_owned() } else { resp };
+        self.send(&format!("AUTH\t{id}\t{mech}\tservice={params}\tresp={resp}\n")).await;
+        self.line().await
+    }
+}
+
+#[tokio::test]
+async fn postfix_sasl() {
+    let r = start("postfix-sasl.yaml").await;
+    let mut c = Conn::client(r.socket("auth")).await;
+    assert_eq!(c.auth(1, "PLAIN", "smtp\tnologin\trip=192.0.2.1", b"\0alice\0alice-secret").await, "OK\t1\tuser=alice");
+    assert_eq!(c.auth(2, "PLAIN", "smtp\tno-penalty", b"\0bob\0bob-secret").await, "OK\t2\tuser=bob");
+    assert_eq!(c.auth(3, "PLAIN", "smtp\tno-penalty", b"\0bob\0wrong").await, "FAIL\t3\tuser=bob");
+    c.send("AUTH\t4\tLOGIN\tservice=smtp\tno-penalty\n").await;
+    assert_eq!(c.line().await, "CONT\t4\tVXNlcm5hbWU6");
+}
+
+#[tokio::test]
+async fn certificate_or_password() {
+    let r = start("cert-or-password.yaml").await;
+    let mut c = Conn::client(r.socket("auth-login")).await;
+    let cert = |user: &str| format!("imap\tno-penalty\tvalid-client-cert\tcert_username={user}");
+    assert_eq!(c.auth(1, "PLAIN", "imap\tno-penalty", b"\0alice\0alice-secret").await, "OK\t1\tuser=alice");
+    // The attacks: empty password, or EXTERNAL without a certificate.
+    assert_eq!(c.auth(2, "PLAIN", "imap\tno-penalty", b"\0alice\0").await, "FAIL\t2\tuser=alice");
+    assert_eq!(c.auth(3, "PLAIN", "imap\tno-penalty", b"\0carol\0").await, "FAIL\t3\tuser=carol");
+    assert_eq!(c.auth(4, "EXTERNAL", "imap\tno-penalty", b"").await, "FAIL\t4");
+    // Certificate logins for listed users only.
+    assert_eq!(c.auth(5, "EXTERNAL", &cert("carol"), b"").await, "OK\t5\tuser=carol");
+    assert_eq!(c.auth(6, "EXTERNAL", &cert("bob"), b"").await, "FAIL\t6\tuser=bob");
+    // The mail process claims login 5.
+    let mut m = UnixStream::connect(r.socket("auth-master")).await.unwrap();
+    let pid = std::process::id();
+    m.write_all(format!("VERSION\t1\t1\nREQUEST\t77\t{pid}\t5\t{}\n", c.cookie).as_bytes()).await.unwrap();
+    let mut m = BufReader::new(m);
+    let mut line = String::new();
+    while !line.starts_with("USER") && !line.starts_with("FAIL") {
+        line.clear();
+        m.read_line(&mut line).await.unwrap();
+    }
+    assert_eq!(line.trim_end(), "USER\t77\tcarol\tuid=5000\tgid=5000\thome=/var/mail//carol\tauth_mech=EXTERNAL");
+}
+
+#[tokio::test]
+async fn client_certificate_required_except_smtp() {
+    let r = start("client-cert-required.yaml").await;
+    let mut login = Conn::client(r.socket("auth-login")).await;
+    assert_eq!(
+        login.auth(1, "PLAIN", "imap\tno-penalty", b"\0alice\0alice-secret").await,
+        "FAIL\t1\treason=Client didn't present valid SSL certificate"
+    );
+    assert_eq!(login.auth(2, "EXTERNAL", "imap\tno-penalty\tvalid-client-cert\tcert_username=carol", b"").await, "OK\t2\tuser=carol");
+    assert_eq!(
+        login.auth(3, "PLAIN", "imap\tno-penalty\tvalid-client-cert\tcert_username=alice", b"\0alice\0alice-secret").await,
+        "OK\t3\tuser=alice"
+    );
+    // A certificate for carol cannot be used with alice's password.
+    assert_eq!(
+        login.auth(4, "PLAIN", "imap\tno-penalty\tvalid-client-cert\tcert_username=carol", b"\0alice\0alice-secret").await,
+        "FAIL\t4\tuser=carol\toriginal_user=alice"
+    );
+    let mut smtp = Conn::client(r.socket("auth-client")).await;
+    assert_eq!(smtp.auth(5, "PLAIN", "smtp\tno-penalty", b"\0alice\0alice-secret").await, "OK\t5\tuser=alice");
+}
