@@ -260,3 +260,52 @@ async fn certificate_or_password_setup() {
     let req = saslgate::sasl::CredentialsRequest { authcid: "certonly".into(), authzid: None, scheme: saslgate::scheme::Scheme::CramMd5 };
     assert!(matches!(s.auth.lookup_credentials(&info("CRAM-MD5"), &req).await, saslgate::auth::CredentialsOutcome::Failed(_)));
 }
+
+async fn plain_as(s: &Setup, authzid: &str, authcid: &str, pass: &str) -> AuthOutcome {
+    let creds = PlainCredentials { authcid: authcid.into(), authzid: Some(authzid.into()), password: Secret::from(pass.as_bytes()) };
+    s.auth.verify_plain(&info("PLAIN"), &creds).await
+}
+
+const MASTER_FILES: &[(&str, &str)] = &[("users", "bob:{PLAIN}bobpw\n"), ("masters", "admin:{PLAIN}adminpw\n")];
+
+#[tokio::test]
+async fn master_users() {
+    // Without master passdbs, an authzid never logs anyone in.
+    let s = setup(MASTER_FILES, "", "  - { driver: passwd-file, path: users, scheme: PLAIN }\n");
+    assert!(!is_ok(&plain_as(&s, "bob", "admin", "adminpw").await));
+    assert!(!is_ok(&plain_as(&s, "bob", "bob2", "bobpw").await));
+
+    // A master passdb (default rule return-ok): the master logs in as anyone.
+    let s = setup(
+        MASTER_FILES,
+        "  master_user_separator: \"*\"\n",
+        "  - { driver: passwd-file, path: masters, scheme: PLAIN, master: true }\n  - { driver: passwd-file, path: users, scheme: PLAIN }\n",
+    );
+    match plain_as(&s, "bob", "admin", "adminpw").await {
+        AuthOutcome::Success { user, fields, .. } => {
+            assert_eq!(user, "bob");
+            assert_eq!(fields.get("auth_user"), Some("admin"));
+        }
+        o => panic!("{o:?}"),
+    }
+    assert!(!is_ok(&plain_as(&s, "bob", "admin", "wrong").await));
+    // The separator form.
+    match plain(&s, "bob*admin", "adminpw").await {
+        AuthOutcome::Success { user, .. } => assert_eq!(user, "bob"),
+        o => panic!("{o:?}"),
+    }
+    // Master passdbs never serve normal logins, and normal users are no masters.
+    assert!(!is_ok(&plain(&s, "admin", "adminpw").await));
+    assert!(!is_ok(&plain_as(&s, "admin", "bob", "bobpw").await));
+    assert!(is_ok(&plain(&s, "bob", "bobpw").await));
+
+    // With result_success: continue, the target must exist in the normal passdbs.
+    let s = setup(
+        MASTER_FILES,
+        "",
+        "  - { driver: passwd-file, path: masters, scheme: PLAIN, master: true, result_success: continue }\n  - { driver: passwd-file, path: users, scheme: PLAIN }\n",
+    );
+    assert!(is_ok(&plain_as(&s, "bob", "admin", "adminpw").await));
+    assert_eq!(code(&plain_as(&s, "ghost", "admin", "adminpw").await), Some(FailCode::AuthzFail));
+    assert!(!is_ok(&plain_as(&s, "bob", "admin", "bobpw").await));
+}

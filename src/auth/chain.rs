@@ -163,6 +163,8 @@ pub struct PassdbRules {
     pub result_internalfail: Rule,
     /// `deny`: a user found here is refused.
     pub deny: bool,
+    /// `master`: this passdb verifies master users (and only them).
+    pub master: bool,
     /// `default_fields`: set before the driver's fields.
     pub default_fields: Vec<(String, Template)>,
     /// `override_fields`: set after the driver's fields; they win.
@@ -180,6 +182,7 @@ impl Default for PassdbRules {
             result_failure: Rule::Continue,
             result_internalfail: Rule::Continue,
             deny: false,
+            master: false,
             default_fields: Vec::new(),
             override_fields: Vec::new(),
         }
@@ -215,6 +218,17 @@ pub enum Op<'a> {
     Lookup,
 }
 
+/// Which passdbs a chain walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Walk {
+    /// The normal passdbs, password not yet verified.
+    Normal,
+    /// The `master: true` passdbs, verifying a master user.
+    Masters,
+    /// The normal passdbs for the user a verified master logs in as (lookups only).
+    TargetOfMaster,
+}
+
 /// A chain's final answer.
 #[derive(Debug)]
 pub struct ChainResult {
@@ -228,6 +242,9 @@ pub struct ChainResult {
     pub credential: Option<Secret>,
     /// Every passdb was skipped.
     pub all_skipped: bool,
+    /// The rule that ended the chain with success asked to go on (`continue…`): for a master
+    /// user, check that the target user exists in the normal passdbs.
+    pub continued: bool,
 }
 
 /// Fields that steer the chain and are consumed by it.
@@ -276,11 +293,17 @@ pub fn ip_allowed(nets: &str, ip: Option<IpAddr>) -> bool {
 impl super::Authenticator {
     /// Runs the chain for `user` (already translated).
     pub(crate) async fn passdb_chain(&self, user: &str, info: &RequestInfo, op: Op<'_>) -> ChainResult {
+        self.passdb_chain_with(user, info, op, Walk::Normal).await
+    }
+
+    /// Runs the chain over the master passdbs (`Walk::Masters`), or over the normal ones for a
+    /// master's target user whose password is already verified (`Walk::TargetOfMaster`).
+    pub(crate) async fn passdb_chain_with(&self, user: &str, info: &RequestInfo, op: Op<'_>, walk: Walk) -> ChainResult {
         let mut user = user.to_owned();
         let mut fields = Fields::new();
         let mut snapshot = Fields::new();
         let mut success = false;
-        let mut verified = false;
+        let mut verified = walk == Walk::TargetOfMaster;
         let mut seen_internal = false;
         let mut seen_unknown = false;
         let mut credential: Option<Secret> = None;
@@ -288,7 +311,7 @@ impl super::Authenticator {
         let mut all_skipped = true;
         let mut stopped = false;
         for (index, entry) in self.passdbs.iter().enumerate() {
-            if entry.rules.skipped(info.mech, &user, verified) {
+            if entry.rules.master != (walk == Walk::Masters) || entry.rules.skipped(info.mech, &user, verified) {
                 continue;
             }
             all_skipped = false;
@@ -304,7 +327,7 @@ impl super::Authenticator {
                     }
                     _ => {
                         tracing::info!(passdb = %entry.rules.name, user = %user, "user is denied by a deny passdb");
-                        return ChainResult { outcome: PassdbOutcome::UserDisabled, user, fields: snapshot, credential: None, all_skipped: false };
+                        return ChainResult { outcome: PassdbOutcome::UserDisabled, user, fields: snapshot, credential: None, all_skipped: false, continued: false };
                     }
                 }
             }
@@ -313,7 +336,7 @@ impl super::Authenticator {
                 if outcome == PassdbOutcome::PasswordExpired {
                     f.set("reason", "Password expired");
                 }
-                return ChainResult { outcome, user, fields: f, credential: None, all_skipped: false };
+                return ChainResult { outcome, user, fields: f, credential: None, all_skipped: false, continued: false };
             }
             let next = matches!(outcome, PassdbOutcome::Ok) && passdb_fields.contains("noauthenticate");
             if outcome == PassdbOutcome::Ok || next {
@@ -377,7 +400,6 @@ impl super::Authenticator {
                 break;
             }
         }
-        let _ = stopped;
         let outcome = if all_skipped {
             PassdbOutcome::InternalFailure("all password databases were skipped".into())
         } else if success {
@@ -400,7 +422,7 @@ impl super::Authenticator {
             fields = snapshot;
             credential = None;
         }
-        ChainResult { outcome, user, fields, credential, all_skipped }
+        ChainResult { outcome, user, fields, credential, all_skipped, continued: !stopped }
     }
 
     /// Asks one passdb, applying its templates and the per-passdb fields.

@@ -227,6 +227,8 @@ pub struct Settings {
     pub services: std::collections::HashMap<String, ServicePolicy>,
     /// The verification cache (`auth.cache`).
     pub cache: cache::CacheConfig,
+    /// `master_user_separator`: `login*master` logs a master user in as `login`.
+    pub master_user_separator: Option<String>,
 }
 
 /// Settings a `services:` entry may override for one service.
@@ -358,14 +360,56 @@ impl Authenticator {
         let fail = |why: &str| {
             AuthOutcome::Failure(Failure { original_user: original_user.clone(), ..Failure::plain(Some(user.clone()), why) })
         };
-        if creds.authzid.is_some() {
-            return fail("master user login attempted without master passdbs");
-        }
         if has_illegal_password_bytes(creds.password.expose()) {
             return fail("password has illegal characters");
         }
+        // A master-user login: the SASL authzid, or `login<separator>master` in the name.
+        let target = match (&creds.authzid, &self.settings.master_user_separator) {
+            (Some(z), _) => Some((z.clone(), user.clone())),
+            (None, Some(sep)) => user.split_once(sep.as_str()).map(|(login, master)| (login.to_owned(), master.to_owned())),
+            (None, None) => None,
+        };
+        if let Some((login, master)) = target {
+            return self.master_login(info, &login, &master, &creds.password, given).await;
+        }
         let result = self.passdb_chain(&user, info, chain::Op::Verify(&creds.password)).await;
         self.finish(result, given, None)
+    }
+
+    /// A master user logs in as another user: the master passdbs check the master's password;
+    /// then, if the master passdb's rule went on (`result_success: continue`), the normal
+    /// passdbs must know the target user (else `authz_fail`). The reply names the target as
+    /// `user` and the master as `auth_user`.
+    async fn master_login(&self, info: &RequestInfo, login: &str, master: &str, password: &Secret, given: &str) -> AuthOutcome {
+        if !self.passdbs.iter().any(|p| p.rules.master) {
+            return AuthOutcome::Failure(Failure::plain(Some(master.to_owned()), format!("master user login attempted without master passdbs (as {login})")));
+        }
+        let Some(login) = self.translate_user(login, info) else {
+            return AuthOutcome::Failure(Failure::plain(Some(master.to_owned()), "empty login user"));
+        };
+        let verified = self.passdb_chain_with(master, info, chain::Op::Verify(password), chain::Walk::Masters).await;
+        if verified.outcome != PassdbOutcome::Ok {
+            return self.finish(verified, given, None);
+        }
+        let mut fields = visible_fields(&login, &verified.fields).1;
+        let mut user = login.clone();
+        if verified.continued {
+            let target = self.passdb_chain_with(&login, info, chain::Op::Lookup, chain::Walk::TargetOfMaster).await;
+            if target.outcome != PassdbOutcome::Ok {
+                tracing::info!(master, login = %login, "master user authenticated, but the login user was not found");
+                let code = match target.outcome {
+                    PassdbOutcome::InternalFailure(_) => FailCode::TempFail,
+                    _ => FailCode::AuthzFail,
+                };
+                return AuthOutcome::Failure(Failure { code: Some(code), ..Failure::plain(Some(login), "login user not found for the master user") });
+            }
+            let (u, f) = visible_fields(&login, &target.fields);
+            user = u;
+            fields = f;
+        }
+        fields.set("auth_user", master);
+        let original_user = (user != given).then(|| given.to_owned());
+        AuthOutcome::Success { user, original_user, fields }
     }
 
     fn finish(&self, result: chain::ChainResult, given: &str, wanted: Option<Scheme>) -> AuthOutcome {
@@ -417,10 +461,9 @@ impl Authenticator {
         let Some(cert_user) = cert_user else {
             return AuthOutcome::Failure(Failure::plain(None, "username not known: no valid client certificate with a user name (needs ssl_username_from_cert)"));
         };
-        if authzid.is_some_and(|z| z != cert_user) {
-            return AuthOutcome::Failure(Failure::plain(Some(cert_user.to_owned()), "master user login attempted without master passdbs"));
-        }
-        let creds = PlainCredentials { authcid: cert_user.to_owned(), authzid: None, password: Secret::default() };
+        // Another authzid makes the certificate's user a master user logging in as it.
+        let authzid = authzid.filter(|z| *z != cert_user).map(str::to_owned);
+        let creds = PlainCredentials { authcid: cert_user.to_owned(), authzid, password: Secret::default() };
         self.verify_plain(info, &creds).await
     }
 

@@ -391,6 +391,7 @@ impl Validator<'_> {
                     .map(|(name, s)| (name.clone(), crate::auth::ServicePolicy { ssl_require_client_cert: s.ssl_require_client_cert, disable_plaintext_auth: s.disable_plaintext_auth }))
                     .collect(),
                 cache,
+                master_user_separator: raw.auth.master_user_separator.clone().filter(|s| !s.is_empty()),
             },
             limits,
             pool,
@@ -574,9 +575,6 @@ impl Validator<'_> {
             Some("unauthenticated") => Skip::Unauthenticated,
             Some(other) => return Err(self.err(&here("skip"), format!("`{other}` is not a skip rule; use never, authenticated or unauthenticated"))),
         };
-        if db.master == Some(true) {
-            return Err(self.err(&here("master"), "master passdbs are not supported yet; remove `master: true`"));
-        }
         let success_default = if db.pass == Some(true) { Rule::Continue } else { Rule::ReturnOk };
         Ok(PassdbRules {
             name: db.name.clone().unwrap_or_else(|| db.driver.clone()),
@@ -587,6 +585,7 @@ impl Validator<'_> {
             result_failure: self.rule(at, "result_failure", db.result_failure.as_deref(), Rule::Continue)?,
             result_internalfail: self.rule(at, "result_internalfail", db.result_internalfail.as_deref(), Rule::Continue)?,
             deny: db.deny.unwrap_or(false),
+            master: db.master.unwrap_or(false),
             default_fields: self.field_templates(at, "default_fields", db.default_fields.as_ref())?,
             override_fields: self.field_templates(at, "override_fields", db.override_fields.as_ref())?,
         })

@@ -58,6 +58,7 @@ pub(crate) struct Auth {
     pub(crate) penalty_max: Option<String>,
     pub(crate) account_penalty: Option<bool>,
     pub(crate) cache: Option<Cache>,
+    pub(crate) master_user_separator: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -10,9 +10,11 @@
 
 mod anonymous;
 mod cram_md5;
+mod digest_md5;
 mod external;
 mod login;
 mod plain;
+mod scram;
 
 use std::fmt;
 use std::sync::Arc;
@@ -22,9 +24,11 @@ use crate::secret::Secret;
 
 pub use anonymous::Anonymous;
 pub use cram_md5::CramMd5;
+pub use digest_md5::DigestMd5;
 pub use external::External;
 pub use login::Login;
 pub use plain::Plain;
+pub use scram::Scram;
 
 /// Where a mechanism gets random bytes and the time.
 pub trait Entropy: Send + Sync + fmt::Debug {
@@ -134,6 +138,9 @@ pub static MECHANISMS: &[MechInfo] = &[
     MechInfo { name: "PLAIN", flags: &["plaintext"], allows_nul: true, need: PassdbNeed::VerifyPlain, new: |_| Box::new(Plain::new()) },
     MechInfo { name: "LOGIN", flags: &["plaintext"], allows_nul: false, need: PassdbNeed::VerifyPlain, new: |_| Box::new(Login::new()) },
     MechInfo { name: "CRAM-MD5", flags: &["dictionary", "active"], allows_nul: false, need: PassdbNeed::Credentials(Scheme::CramMd5), new: |c| Box::new(CramMd5::new(c)) },
+    MechInfo { name: "DIGEST-MD5", flags: &["dictionary", "active", "mutual-auth"], allows_nul: false, need: PassdbNeed::Credentials(Scheme::DigestMd5), new: |c| Box::new(DigestMd5::new(c)) },
+    MechInfo { name: "SCRAM-SHA-1", flags: &["mutual-auth"], allows_nul: false, need: PassdbNeed::Credentials(Scheme::ScramSha1), new: |c| Box::new(Scram::sha1(c)) },
+    MechInfo { name: "SCRAM-SHA-256", flags: &["mutual-auth"], allows_nul: false, need: PassdbNeed::Credentials(Scheme::ScramSha256), new: |c| Box::new(Scram::sha256(c)) },
     MechInfo { name: "EXTERNAL", flags: &[], allows_nul: false, need: PassdbNeed::VerifyPlain, new: |_| Box::new(External::new()) },
     MechInfo { name: "ANONYMOUS", flags: &["anonymous"], allows_nul: true, need: PassdbNeed::Nothing, new: |_| Box::new(Anonymous::new()) },
 ];
