@@ -309,3 +309,30 @@ async fn master_users() {
     assert_eq!(code(&plain_as(&s, "ghost", "admin", "adminpw").await), Some(FailCode::AuthzFail));
     assert!(!is_ok(&plain_as(&s, "bob", "admin", "bobpw").await));
 }
+
+#[tokio::test]
+async fn user_name_rules() {
+    let files: &[(&str, &str)] = &[("users", "alice@example.org:{PLAIN}pw\nal+ice:{PLAIN}pw\n")];
+    let passdb = "  - { driver: passwd-file, path: users, scheme: PLAIN }\n";
+    // Dovecot's default username_chars: '+' and spaces are refused before any passdb.
+    let s = setup(files, "", passdb);
+    assert!(is_ok(&plain(&s, "ALICE@example.org", "pw").await));
+    assert!(!is_ok(&plain(&s, "al+ice", "pw").await));
+    assert!(!is_ok(&plain(&s, "alice@example.org ", "pw").await));
+    assert!(s.auth.translate_user("a%u{b}", &info("PLAIN")).is_none());
+    // An empty username_chars allows everything; default_realm and translation apply first.
+    let s = setup(files, "  username_chars: \"\"\n  username_translation: \"#@\"\n", passdb);
+    assert!(is_ok(&plain(&s, "al+ice", "pw").await), "any character");
+    assert!(is_ok(&plain(&s, "alice#example.org", "pw").await), "translation");
+    // Dovecot's order: default_realm is appended (to names without '@') before translation.
+    let s = setup(files, "  username_chars: \"\"\n  default_realm: example.org\n  username_translation: \"#@\"\n", passdb);
+    assert!(is_ok(&plain(&s, "alice", "pw").await), "default_realm");
+    assert!(!is_ok(&plain(&s, "alice#example.org", "pw").await), "realm added before translating");
+    match plain(&s, "alice", "pw").await {
+        AuthOutcome::Success { user, original_user, .. } => {
+            assert_eq!(user, "alice@example.org");
+            assert_eq!(original_user.as_deref(), Some("alice"));
+        }
+        o => panic!("{o:?}"),
+    }
+}

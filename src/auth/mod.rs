@@ -229,7 +229,16 @@ pub struct Settings {
     pub cache: cache::CacheConfig,
     /// `master_user_separator`: `login*master` logs a master user in as `login`.
     pub master_user_separator: Option<String>,
+    /// `username_chars`: the characters a user name may hold (`None`: any).
+    pub username_chars: Option<String>,
+    /// `username_translation`: character pairs applied to every user name.
+    pub username_translation: Vec<(char, char)>,
+    /// `default_realm`: appended as `@realm` to names without a domain.
+    pub default_realm: Option<String>,
 }
+
+/// Dovecot 2.3's default `auth_username_chars`.
+pub const DEFAULT_USERNAME_CHARS: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567890.-_@";
 
 /// Settings a `services:` entry may override for one service.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -328,8 +337,28 @@ impl Authenticator {
     }
 
     /// Applies `username_format` to a name given by a client. `None` when the result is empty.
+    ///
+    /// The steps, in Dovecot's order: `default_realm` is appended to a name without `@`,
+    /// `username_translation` maps characters, `username_chars` must allow every character
+    /// (else the name is refused), then `username_format` applies.
     pub fn translate_user(&self, given: &str, info: &RequestInfo) -> Option<String> {
-        let user = expand_for_user(&self.settings.username_format, given, info);
+        let s = &self.settings;
+        let mut name = given.to_owned();
+        if let Some(realm) = &s.default_realm {
+            if !name.contains('@') {
+                name = format!("{name}@{realm}");
+            }
+        }
+        if !s.username_translation.is_empty() {
+            name = name.chars().map(|c| s.username_translation.iter().find(|(from, _)| *from == c).map_or(c, |(_, to)| *to)).collect();
+        }
+        if let Some(allowed) = &s.username_chars {
+            if let Some(bad) = name.chars().find(|c| !allowed.contains(*c)) {
+                tracing::info!(user = ?crate::protocol::sanitize(given.as_bytes(), 64), "user name refused: character {bad:?} is not in username_chars");
+                return None;
+            }
+        }
+        let user = expand_for_user(&s.username_format, &name, info);
         (!user.is_empty()).then_some(user)
     }
 
@@ -353,24 +382,29 @@ impl Authenticator {
     /// Checks a plaintext password through the passdb chain.
     pub async fn verify_plain(&self, info: &RequestInfo, creds: &PlainCredentials) -> AuthOutcome {
         let given = creds.authcid.as_str();
-        let Some(user) = self.translate_user(self.login_name(given, info), info) else {
-            return AuthOutcome::Failure(Failure::plain(Some(given.to_owned()), "empty user name after username_format"));
-        };
-        let original_user = (user != given).then(|| given.to_owned());
-        let fail = |why: &str| {
-            AuthOutcome::Failure(Failure { original_user: original_user.clone(), ..Failure::plain(Some(user.clone()), why) })
-        };
-        if has_illegal_password_bytes(creds.password.expose()) {
-            return fail("password has illegal characters");
-        }
-        // A master-user login: the SASL authzid, or `login<separator>master` in the name.
+        let name = self.login_name(given, info);
+        // A master-user login: the SASL authzid, or `login<separator>master` in the name. The
+        // split comes first, so the separator need not be a valid user name character.
         let target = match (&creds.authzid, &self.settings.master_user_separator) {
-            (Some(z), _) => Some((z.clone(), user.clone())),
-            (None, Some(sep)) => user.split_once(sep.as_str()).map(|(login, master)| (login.to_owned(), master.to_owned())),
+            (Some(z), _) => Some((z.as_str(), name)),
+            (None, Some(sep)) => name.split_once(sep.as_str()),
             (None, None) => None,
         };
         if let Some((login, master)) = target {
-            return self.master_login(info, &login, &master, &creds.password, given).await;
+            if has_illegal_password_bytes(creds.password.expose()) {
+                return AuthOutcome::Failure(Failure::plain(Some(master.to_owned()), "password has illegal characters"));
+            }
+            let Some(master) = self.translate_user(master, info) else {
+                return AuthOutcome::Failure(Failure::plain(Some(given.to_owned()), "invalid master user name"));
+            };
+            return self.master_login(info, login, &master, &creds.password, given).await;
+        }
+        let Some(user) = self.translate_user(name, info) else {
+            return AuthOutcome::Failure(Failure::plain(Some(given.to_owned()), "invalid user name (username_chars, username_format)"));
+        };
+        let original_user = (user != given).then(|| given.to_owned());
+        if has_illegal_password_bytes(creds.password.expose()) {
+            return AuthOutcome::Failure(Failure { original_user, ..Failure::plain(Some(user), "password has illegal characters") });
         }
         let result = self.passdb_chain(&user, info, chain::Op::Verify(&creds.password)).await;
         self.finish(result, given, None)

@@ -319,6 +319,17 @@ impl Validator<'_> {
                 negative_ttl: dur("negative_ttl", raw_cache.and_then(|c| c.negative_ttl.as_ref()), default.negative_ttl)?,
             }
         };
+        // Pairs of characters: `#@/@` maps # to @ and / to @.
+        let username_translation = match raw.auth.username_translation.as_deref() {
+            None | Some("") => Vec::new(),
+            Some(t) => {
+                let chars: Vec<char> = t.chars().collect();
+                if chars.len() % 2 != 0 {
+                    return Err(self.err(&[key("auth"), key("username_translation")], "needs pairs of characters (from, to), e.g. \"#@/@\""));
+                }
+                chars.chunks(2).map(|p| (p[0], p[1])).collect()
+            }
+        };
         let username_format = self.template(&[key("auth"), key("username_format")], raw.auth.username_format.as_deref().unwrap_or("%Lu"))?;
         let passdbs = raw
             .passdbs
@@ -392,6 +403,14 @@ impl Validator<'_> {
                     .collect(),
                 cache,
                 master_user_separator: raw.auth.master_user_separator.clone().filter(|s| !s.is_empty()),
+                // Dovecot's default set; an empty value allows every character.
+                username_chars: match raw.auth.username_chars.as_deref() {
+                    None => Some(crate::auth::DEFAULT_USERNAME_CHARS.to_owned()),
+                    Some("") => None,
+                    Some(chars) => Some(chars.to_owned()),
+                },
+                username_translation,
+                default_realm: raw.auth.default_realm.clone().filter(|r| !r.is_empty()),
             },
             limits,
             pool,

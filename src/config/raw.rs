@@ -59,6 +59,9 @@ pub(crate) struct Auth {
     pub(crate) account_penalty: Option<bool>,
     pub(crate) cache: Option<Cache>,
     pub(crate) master_user_separator: Option<String>,
+    pub(crate) username_chars: Option<String>,
+    pub(crate) username_translation: Option<String>,
+    pub(crate) default_realm: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
