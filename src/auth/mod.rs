@@ -90,6 +90,10 @@ pub struct RequestInfo {
     pub rip: Option<IpAddr>,
     /// Remote IP before any proxy (`real_rip`, defaults to `rip`).
     pub real_rip: Option<IpAddr>,
+    /// Local port.
+    pub lport: Option<u16>,
+    /// Remote port.
+    pub rport: Option<u16>,
     /// Session id, for logs.
     pub session: Option<String>,
     /// The peer's CPID (login sockets), for `%p`.
@@ -113,6 +117,8 @@ impl RequestInfo {
             lip: params.lip,
             rip: params.rip,
             real_rip: params.real_rip,
+            lport: params.lport,
+            rport: params.rport,
             session: params.session.clone(),
             client_pid,
             secured: params.secured,
@@ -130,6 +136,8 @@ impl RequestInfo {
             lip: info.get("lip").and_then(|v| v.parse().ok()),
             rip: info.get("rip").and_then(|v| v.parse().ok()),
             real_rip: info.get("real_rip").or(info.get("rip")).and_then(|v| v.parse().ok()),
+            lport: info.get("lport").and_then(|v| v.parse().ok()),
+            rport: info.get("rport").and_then(|v| v.parse().ok()),
             session: info.get("session").map(str::to_owned),
             client_pid: None,
             secured: None,
@@ -153,6 +161,15 @@ impl RequestInfo {
             Var::Pid => self.client_pid.map(|p| p.to_string()).unwrap_or_default(),
             Var::Mech => self.mech.unwrap_or_default().to_owned(),
             Var::Session => safe(self.session.as_deref().unwrap_or_default()),
+            Var::LocalPort => self.lport.map(|p| p.to_string()).unwrap_or_default(),
+            Var::RemotePort => self.rport.map(|p| p.to_string()).unwrap_or_default(),
+            Var::Secured => match self.secured {
+                Some(Secured::Tls) => "TLS".to_owned(),
+                Some(Secured::Yes) => "secured".to_owned(),
+                None => String::new(),
+            },
+            Var::Cert => if self.valid_client_cert { "valid".to_owned() } else { String::new() },
+            Var::RealRemoteIp => ip(self.real_rip),
             Var::Percent => "%".to_owned(),
         }
     }

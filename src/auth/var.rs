@@ -29,6 +29,16 @@ pub enum Var {
     Mech,
     /// `%{session}`.
     Session,
+    /// `%a` / `%{lport}`: the local port.
+    LocalPort,
+    /// `%b` / `%{rport}`: the remote port.
+    RemotePort,
+    /// `%c` / `%{secured}`: `secured` or `TLS` when the connection is secured, else empty.
+    Secured,
+    /// `%k` / `%{cert}`: `valid` when the client presented a valid certificate.
+    Cert,
+    /// `%{real_rip}`: the remote IP before any proxy.
+    RealRemoteIp,
     /// `%%`: a literal `%`.
     Percent,
 }
@@ -45,6 +55,10 @@ impl Var {
             'h' => Var::Home,
             'p' => Var::Pid,
             'm' => Var::Mech,
+            'a' => Var::LocalPort,
+            'b' => Var::RemotePort,
+            'c' => Var::Secured,
+            'k' => Var::Cert,
             '%' => Var::Percent,
             _ => return None,
         })
@@ -62,23 +76,93 @@ impl Var {
             "pid" => Var::Pid,
             "mech" => Var::Mech,
             "session" => Var::Session,
+            "lport" => Var::LocalPort,
+            "rport" => Var::RemotePort,
+            "secured" => Var::Secured,
+            "cert" => Var::Cert,
+            "real_rip" => Var::RealRemoteIp,
             _ => return None,
         })
     }
 }
 
-/// A case modifier (`%Lu`, `%Ud`).
+/// A value modifier, Dovecot 2.3's letters between `%` and the variable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Case {
-    Keep,
+enum Modifier {
+    /// `L`: lower case.
     Lower,
+    /// `U`: upper case.
     Upper,
+    /// `E`: escape `\` and `"` with a backslash.
+    Escape,
+    /// `X`: a decimal number as hexadecimal (empty when not a number).
+    Hex,
+    /// `R`: reversed.
+    Reverse,
+    /// `M`: the MD5 of the value, in hex.
+    Md5,
+    /// `D`: a domain as an LDAP DN (`example.org` → `dc=example,dc=org`).
+    DomainDn,
+    /// `T`: trailing white space removed.
+    Trim,
+}
+
+impl Modifier {
+    fn from_char(c: char) -> Option<Modifier> {
+        Some(match c {
+            'L' => Modifier::Lower,
+            'U' => Modifier::Upper,
+            'E' => Modifier::Escape,
+            'X' => Modifier::Hex,
+            'R' => Modifier::Reverse,
+            'M' => Modifier::Md5,
+            'D' => Modifier::DomainDn,
+            'T' => Modifier::Trim,
+            _ => return None,
+        })
+    }
+
+    fn apply(self, value: String) -> String {
+        match self {
+            Modifier::Lower => value.to_lowercase(),
+            Modifier::Upper => value.to_uppercase(),
+            Modifier::Escape => value.replace('\\', "\\\\").replace('"', "\\\""),
+            Modifier::Hex => value.parse::<u64>().map(|n| format!("{n:x}")).unwrap_or_default(),
+            Modifier::Reverse => value.chars().rev().collect(),
+            Modifier::Md5 => {
+                use md5::Digest as _;
+                hex::encode(md5::Md5::digest(value.as_bytes()))
+            }
+            Modifier::DomainDn => value.split('.').filter(|p| !p.is_empty()).map(|p| format!("dc={p}")).collect::<Vec<_>>().join(","),
+            Modifier::Trim => value.trim_end().to_owned(),
+        }
+    }
+}
+
+/// `%N…` (first N characters), `%-N…` (last N), `%O.N…` (N characters from offset O).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slice {
+    offset: i64,
+    len: Option<usize>,
+}
+
+impl Slice {
+    fn apply(self, value: &str) -> String {
+        let chars: Vec<char> = value.chars().collect();
+        let n = chars.len() as i64;
+        let start = if self.offset < 0 { (n + self.offset).max(0) } else { self.offset.min(n) } as usize;
+        let end = match self.len {
+            Some(len) => (start + len).min(chars.len()),
+            None => chars.len(),
+        };
+        chars[start..end].iter().collect()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Piece {
     Text(String),
-    Var(Var, Case),
+    Var(Var, Option<Slice>, Vec<Modifier>),
 }
 
 /// A parsed template.
@@ -104,11 +188,20 @@ impl Template {
                 text.push(c);
                 continue;
             }
-            let mut case = Case::Keep;
+            // `%[-][digits][.digits][modifiers](var|{name})`
+            let mut num = String::new();
+            while let Some(&c) = chars.peek() {
+                if c.is_ascii_digit() || c == '-' || c == '.' {
+                    num.push(c);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            let slice = if num.is_empty() { None } else { Some(parse_slice(&num)?) };
+            let mut mods = Vec::new();
             let var = loop {
                 match chars.next() {
-                    Some('L') if case == Case::Keep => case = Case::Lower,
-                    Some('U') if case == Case::Keep => case = Case::Upper,
                     Some('{') => {
                         let mut name = String::new();
                         loop {
@@ -122,8 +215,13 @@ impl Template {
                             .ok_or_else(|| TemplateError(format!("unknown variable %{{{name}}}")))?;
                     }
                     Some(c) => {
-                        break Var::from_short(c)
-                            .ok_or_else(|| TemplateError(format!("unknown variable %{c}")))?;
+                        if let Some(v) = Var::from_short(c) {
+                            break v;
+                        }
+                        match Modifier::from_char(c) {
+                            Some(m) if mods.len() < 4 => mods.push(m),
+                            _ => return Err(TemplateError(format!("unknown variable %{c}"))),
+                        }
                     }
                     None => return Err(TemplateError("a lone % at the end".into())),
                 }
@@ -135,7 +233,7 @@ impl Template {
             if !text.is_empty() {
                 pieces.push(Piece::Text(std::mem::take(&mut text)));
             }
-            pieces.push(Piece::Var(var, case));
+            pieces.push(Piece::Var(var, slice, mods));
         }
         if !text.is_empty() {
             pieces.push(Piece::Text(text));
@@ -145,7 +243,7 @@ impl Template {
 
     /// Whether the template refers to `var`.
     pub fn uses(&self, var: Var) -> bool {
-        self.pieces.iter().any(|p| matches!(p, Piece::Var(v, _) if *v == var))
+        self.pieces.iter().any(|p| matches!(p, Piece::Var(v, ..) if *v == var))
     }
 
     /// Expands the template; `lookup` gives each variable's value (empty when unknown).
@@ -154,13 +252,15 @@ impl Template {
         for piece in &self.pieces {
             match piece {
                 Piece::Text(t) => out.push_str(t),
-                Piece::Var(var, case) => {
-                    let value = lookup(*var);
-                    match case {
-                        Case::Keep => out.push_str(&value),
-                        Case::Lower => out.push_str(&value.to_lowercase()),
-                        Case::Upper => out.push_str(&value.to_uppercase()),
+                Piece::Var(var, slice, mods) => {
+                    let mut value = lookup(*var);
+                    if let Some(slice) = slice {
+                        value = slice.apply(&value);
                     }
+                    for m in mods {
+                        value = m.apply(value);
+                    }
+                    out.push_str(&value);
                 }
             }
         }
@@ -177,6 +277,19 @@ impl fmt::Display for Template {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source)
     }
+}
+
+fn parse_slice(text: &str) -> Result<Slice, TemplateError> {
+    let bad = || TemplateError(format!("`%{text}` is not a valid offset/length"));
+    let (offset, len) = match text.split_once('.') {
+        Some((o, l)) => (o.parse::<i64>().map_err(|_| bad())?, Some(l.parse::<usize>().map_err(|_| bad())?)),
+        // `%3u`: the first 3 characters; `%-3u`: the last 3.
+        None => match text.parse::<i64>().map_err(|_| bad())? {
+            n if n < 0 => (n, None),
+            n => (0, Some(usize::try_from(n).map_err(|_| bad())?)),
+        },
+    };
+    Ok(Slice { offset, len })
 }
 
 /// Splits `user@domain` at the last `@`: (`%n`, `%d`).
@@ -219,8 +332,25 @@ mod tests {
     }
 
     #[test]
+    fn modifiers_and_slices() {
+        assert_eq!(expand("%1u", "alice"), "a");
+        assert_eq!(expand("%2.2u", "alice"), "ic");
+        assert_eq!(expand("%-3u", "alice"), "ice");
+        assert_eq!(expand("%10u", "al"), "al");
+        assert_eq!(expand("%Ru", "abc"), "cba");
+        assert_eq!(expand("%Mu", "alice"), "6384e2b2184bcbf58eccf10ca7a6563c");
+        assert_eq!(expand("%Dd", "a@mail.example.org"), "dc=mail,dc=example,dc=org");
+        assert_eq!(expand("%Eu", "a\"b\\c"), "a\\\"b\\\\c");
+        assert_eq!(expand("%Xu", "255"), "ff");
+        assert_eq!(expand("%Xu", "x"), "");
+        assert_eq!(expand("%Tu", "a  "), "a");
+        assert_eq!(expand("%1Lu", "ALICE"), "a");
+        assert_eq!(expand("%{user}@%{service}", "x"), "x@imap");
+    }
+
+    #[test]
     fn errors() {
-        for bad in ["%", "%q", "%{nope}", "%L", "%LL", "%{user"] {
+        for bad in ["%", "%q", "%{nope}", "%L", "%LL", "%{user", "%1.xu", "%--1u", "%LLLLLu"] {
             assert!(Template::parse(bad).is_err(), "{bad}");
         }
         assert!(Template::parse("%Lu").unwrap().uses(Var::User));

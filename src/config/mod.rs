@@ -281,7 +281,7 @@ impl Validator<'_> {
     }
 
     fn template(&self, path: &[Seg], value: &str) -> Result<Template, ConfigError> {
-        Template::parse(value).map_err(|e| self.err(path, format!("{e}; known variables: %u %n %d %s %l %r %h %p %m %{{session}}, modifiers L and U, %% for a literal %")))
+        Template::parse(value).map_err(|e| self.err(path, format!("{e}; known variables: %u %n %d %s %l %r %a %b %h %p %m %c %k and %{{user}} %{{session}} %{{real_rip}} …; modifiers L U E X R M D T and %3u / %-3u / %1.2u slices; %% is a literal %")))
     }
 
     fn config(&self, raw: raw::Root) -> Result<Config, ConfigError> {
