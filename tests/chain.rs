@@ -336,3 +336,20 @@ async fn user_name_rules() {
         o => panic!("{o:?}"),
     }
 }
+
+#[tokio::test]
+async fn proxy_with_nopassword_is_refused_on_auth_only_sockets() {
+    let s = setup(
+        &[("users", "px:::::::proxy=y host=10.9.8.7 nopassword nologin=yes\n")],
+        "",
+        "  - { driver: passwd-file, path: users, scheme: PLAIN }\n",
+    );
+    // An auth-only socket (no CPID): Postfix would accept any password.
+    assert!(!is_ok(&plain(&s, "px", "anything").await));
+    // A login socket (with a CPID): the proxy target checks the password; flags are bare.
+    let mut login = info("PLAIN");
+    login.client_pid = Some(4242);
+    let creds = PlainCredentials { authcid: "px".into(), authzid: None, password: Secret::from(&b"anything"[..]) };
+    let fields = ok_fields(&s.auth.verify_plain(&login, &creds).await);
+    assert_eq!(fields, [("proxy", ""), ("host", "10.9.8.7"), ("nologin", "")].map(|(k, v)| (k.to_string(), v.to_string())));
+}

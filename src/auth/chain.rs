@@ -245,6 +245,8 @@ pub struct ChainResult {
     /// The rule that ended the chain with success asked to go on (`continue…`): for a master
     /// user, check that the target user exists in the normal passdbs.
     pub continued: bool,
+    /// A passdb accepted the password without checking it (`nopassword`).
+    pub nopassword_used: bool,
 }
 
 /// Fields that steer the chain and are consumed by it.
@@ -310,6 +312,7 @@ impl super::Authenticator {
         let mut last = PassdbOutcome::UserUnknown;
         let mut all_skipped = true;
         let mut stopped = false;
+        let mut nopassword_used = false;
         for (index, entry) in self.passdbs.iter().enumerate() {
             if entry.rules.master != (walk == Walk::Masters) || entry.rules.skipped(info.mech, &user, verified) {
                 continue;
@@ -327,7 +330,7 @@ impl super::Authenticator {
                     }
                     _ => {
                         tracing::info!(passdb = %entry.rules.name, user = %user, "user is denied by a deny passdb");
-                        return ChainResult { outcome: PassdbOutcome::UserDisabled, user, fields: snapshot, credential: None, all_skipped: false, continued: false };
+                        return ChainResult { outcome: PassdbOutcome::UserDisabled, user, fields: snapshot, credential: None, all_skipped: false, continued: false, nopassword_used };
                     }
                 }
             }
@@ -336,9 +339,12 @@ impl super::Authenticator {
                 if outcome == PassdbOutcome::PasswordExpired {
                     f.set("reason", "Password expired");
                 }
-                return ChainResult { outcome, user, fields: f, credential: None, all_skipped: false, continued: false };
+                return ChainResult { outcome, user, fields: f, credential: None, all_skipped: false, continued: false, nopassword_used };
             }
             let next = matches!(outcome, PassdbOutcome::Ok) && passdb_fields.contains("noauthenticate");
+            if outcome == PassdbOutcome::Ok && matches!(op, Op::Verify(_)) && !verified && passdb_fields.contains("nopassword") {
+                nopassword_used = true;
+            }
             if outcome == PassdbOutcome::Ok || next {
                 for (k, v) in passdb_fields.iter() {
                     if k == "user" && !v.is_empty() {
@@ -422,7 +428,7 @@ impl super::Authenticator {
             fields = snapshot;
             credential = None;
         }
-        ChainResult { outcome, user, fields, credential, all_skipped, continued: !stopped }
+        ChainResult { outcome, user, fields, credential, all_skipped, continued: !stopped, nopassword_used }
     }
 
     /// Asks one passdb, applying its templates and the per-passdb fields.

@@ -424,7 +424,7 @@ impl Authenticator {
             return AuthOutcome::Failure(Failure { original_user, ..Failure::plain(Some(user), "password has illegal characters") });
         }
         let result = self.passdb_chain(&user, info, chain::Op::Verify(&creds.password)).await;
-        self.finish(result, given, None)
+        self.finish(result, given, None, info)
     }
 
     /// A master user logs in as another user: the master passdbs check the master's password;
@@ -440,7 +440,7 @@ impl Authenticator {
         };
         let verified = self.passdb_chain_with(master, info, chain::Op::Verify(password), chain::Walk::Masters).await;
         if verified.outcome != PassdbOutcome::Ok {
-            return self.finish(verified, given, None);
+            return self.finish(verified, given, None, info);
         }
         let mut fields = visible_fields(&login, &verified.fields).1;
         let mut user = login.clone();
@@ -463,15 +463,30 @@ impl Authenticator {
         AuthOutcome::Success { user, original_user, fields }
     }
 
-    fn finish(&self, result: chain::ChainResult, given: &str, wanted: Option<Scheme>) -> AuthOutcome {
+    fn finish(&self, result: chain::ChainResult, given: &str, wanted: Option<Scheme>, info: &RequestInfo) -> AuthOutcome {
         let original_user = (result.user != given).then(|| given.to_owned());
+        let proxied = result.fields.contains("proxy") || result.fields.contains("proxy_maybe");
+        // A `proxy` answer normally lets the proxied server check the password. On an auth-only
+        // socket (Postfix, Exim) nobody does: an unchecked password would log anyone in.
+        if result.outcome == PassdbOutcome::Ok && proxied && result.nopassword_used && info.client_pid.is_none() {
+            return AuthOutcome::Failure(Failure {
+                original_user,
+                ..Failure::plain(Some(result.user.clone()), "proxy with nopassword on an auth-only socket: the password would never be checked")
+            });
+        }
         if result.outcome != PassdbOutcome::Ok {
             let mut failure = self.chain_failure(&result, original_user, wanted);
             // `nodelay` from a passdb whose result was kept (never the failing one's own).
             failure.nodelay = result.fields.contains("nodelay");
             return AuthOutcome::Failure(failure);
         }
-        let (user, fields) = visible_fields(&result.user, &result.fields);
+        let (user, mut fields) = visible_fields(&result.user, &result.fields);
+        // Flags the login processes read are sent bare, whatever value the passdb gave.
+        for flag in ["nologin", "proxy", "proxy_maybe"] {
+            if fields.contains(flag) {
+                fields.set(flag, "");
+            }
+        }
         let original_user = (user != given).then(|| given.to_owned());
         AuthOutcome::Success { user, original_user, fields }
     }
@@ -488,7 +503,7 @@ impl Authenticator {
         }
         let mut result = self.passdb_chain(&user, info, chain::Op::Credentials(req.scheme)).await;
         let credential = result.credential.take();
-        match (self.finish(result, given, Some(req.scheme)), credential) {
+        match (self.finish(result, given, Some(req.scheme), info), credential) {
             (AuthOutcome::Success { user, original_user, fields }, Some(credential)) => CredentialsOutcome::Found { user, original_user, fields, credential },
             (AuthOutcome::Success { user, original_user, .. }, None) => {
                 CredentialsOutcome::Failed(Failure { original_user, ..Failure::plain(Some(user), "no credential from the passdbs") })
