@@ -353,3 +353,53 @@ async fn proxy_with_nopassword_is_refused_on_auth_only_sockets() {
     let fields = ok_fields(&s.auth.verify_plain(&login, &creds).await);
     assert_eq!(fields, [("proxy", ""), ("host", "10.9.8.7"), ("nologin", "")].map(|(k, v)| (k.to_string(), v.to_string())));
 }
+
+fn userdb_setup(userdbs: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users"), "alice:{PLAIN}pw:1000:1000::/home/alice::userdb_quota=1G\nbob:{PLAIN}pw:1001:1001::/home/bob::\n").unwrap();
+    std::fs::write(dir.path().join("extra"), "alice::2000:2000::/srv/alice::userdb_mail=maildir:~/M\n").unwrap();
+    let yaml = format!("listeners:\n  - {{ path: s }}\npassdbs:\n  - {{ driver: passwd-file, path: users, scheme: PLAIN }}\nuserdbs:\n{userdbs}");
+    let config = saslgate::config::parse(&yaml, "chain.yaml", dir.path()).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let pool = saslgate::blocking::Pool::new(1, 16).unwrap();
+    Setup { auth: Authenticator::from_config(&config, &pool), _dir: dir }
+}
+
+async fn user_fields(s: &Setup, user: &str) -> Option<Vec<(String, String)>> {
+    match s.auth.lookup_user(user, &RequestInfo { service: "lmtp".into(), ..RequestInfo::default() }, false).await {
+        saslgate::userdb::UserdbOutcome::Found(f) => Some(f.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()),
+        saslgate::userdb::UserdbOutcome::NotFound => None,
+        saslgate::userdb::UserdbOutcome::InternalFailure(why) => panic!("{why}"),
+    }
+}
+
+fn kv(pairs: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
+    Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+}
+
+#[tokio::test]
+async fn userdb_chain() {
+    // First found wins by default; templates around the driver's fields.
+    let s = userdb_setup("  - driver: passwd-file\n    path: extra\n    default_fields: { quota: 5G, home: /nowhere }\n    override_fields: { gid: \"42\" }\n  - { driver: passwd-file, path: users }\n");
+    assert_eq!(user_fields(&s, "alice").await, kv(&[("quota", "5G"), ("uid", "2000"), ("gid", "42"), ("home", "/srv/alice"), ("mail", "maildir:~/M")]));
+    assert_eq!(user_fields(&s, "bob").await, kv(&[("uid", "1001"), ("gid", "1001"), ("home", "/home/bob")]));
+    assert_eq!(user_fields(&s, "nobody").await, None);
+    // continue-ok: later userdbs add to (and override) the fields, and a later "not found"
+    // does not undo the success (Dovecot's advice for merging); skip: found.
+    let s = userdb_setup("  - { driver: passwd-file, path: users, result_success: continue-ok }\n  - { driver: passwd-file, path: extra }\n  - { driver: static, fields: { home: /never }, skip: found }\n");
+    assert_eq!(user_fields(&s, "alice").await, kv(&[("uid", "2000"), ("gid", "2000"), ("home", "/srv/alice"), ("quota", "1G"), ("mail", "maildir:~/M")]));
+    assert_eq!(user_fields(&s, "bob").await, kv(&[("uid", "1001"), ("gid", "1001"), ("home", "/home/bob")]));
+    // With plain continue, the last userdb's answer counts: bob is then not found by extra,
+    // so the static userdb (skip: found) runs.
+    let s = userdb_setup("  - { driver: passwd-file, path: users, result_success: continue }\n  - { driver: passwd-file, path: extra }\n  - { driver: static, fields: { home: /never }, skip: found }\n");
+    assert_eq!(user_fields(&s, "bob").await, kv(&[("uid", "1001"), ("gid", "1001"), ("home", "/never")]));
+    // return-fail on "not found" ends the chain.
+    let s = userdb_setup("  - { driver: passwd-file, path: extra, result_failure: return-fail }\n  - { driver: passwd-file, path: users }\n");
+    assert!(user_fields(&s, "bob").await.is_none());
+    assert!(user_fields(&s, "alice").await.is_some());
+    // A static userdb answers for existing users only (it asks the passdbs), unless allow_all_users.
+    let s = userdb_setup("  - { driver: static, fields: { uid: \"5000\", home: \"/var/mail/%n\" } }\n");
+    assert_eq!(user_fields(&s, "bob").await, kv(&[("uid", "5000"), ("home", "/var/mail/bob")]));
+    assert_eq!(user_fields(&s, "nobody").await, None);
+    let s = userdb_setup("  - { driver: static, fields: { uid: \"5000\" }, allow_all_users: true }\n");
+    assert!(user_fields(&s, "nobody").await.is_some());
+}

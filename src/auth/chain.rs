@@ -198,6 +198,56 @@ impl PassdbRules {
     }
 }
 
+/// When a userdb is skipped, by what the chain found so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserdbSkip {
+    /// Never skipped.
+    Never,
+    /// Skipped once a userdb found the user.
+    Found,
+    /// Skipped while no userdb found the user.
+    NotFound,
+}
+
+/// The rules of one userdb block (Dovecot's userdb chain: found/notfound).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserdbRules {
+    /// `skip`.
+    pub skip: UserdbSkip,
+    /// `result_success` (default `return-ok`).
+    pub result_success: Rule,
+    /// `result_failure`: user not found (default `continue`).
+    pub result_failure: Rule,
+    /// `result_internalfail` (default `continue`).
+    pub result_internalfail: Rule,
+    /// `default_fields`.
+    pub default_fields: Vec<(String, Template)>,
+    /// `override_fields`.
+    pub override_fields: Vec<(String, Template)>,
+}
+
+impl Default for UserdbRules {
+    fn default() -> Self {
+        UserdbRules {
+            skip: UserdbSkip::Never,
+            result_success: Rule::ReturnOk,
+            result_failure: Rule::Continue,
+            result_internalfail: Rule::Continue,
+            default_fields: Vec::new(),
+            override_fields: Vec::new(),
+        }
+    }
+}
+
+/// A built userdb with its rules.
+#[derive(Debug, Clone)]
+pub struct UserdbEntry {
+    /// The driver.
+    pub db: std::sync::Arc<dyn crate::userdb::Userdb>,
+    /// Its rules.
+    pub rules: UserdbRules,
+}
+
 /// A built passdb with its rules.
 #[derive(Debug, Clone)]
 pub struct PassdbEntry {

@@ -19,7 +19,7 @@ use crate::protocol::master::LookupInfo;
 use crate::protocol::FailCode;
 use crate::sasl::{CredentialsRequest, PlainCredentials};
 use crate::secret::Secret;
-use crate::userdb::{self, Userdb, UserdbOutcome};
+use crate::userdb::{self, UserdbOutcome};
 use var::{split_user, Template, Var};
 
 /// Extra fields: ordered `key=value` pairs with unique keys (setting a key again replaces it).
@@ -278,7 +278,7 @@ pub const PLAINTEXT_DISALLOWED: &str = "Plaintext authentication disallowed on n
 pub struct Authenticator {
     settings: Settings,
     passdbs: Vec<chain::PassdbEntry>,
-    userdbs: Vec<Arc<dyn Userdb>>,
+    userdbs: Vec<chain::UserdbEntry>,
     pool: crate::blocking::Pool,
     cache: cache::VerifyCache,
 }
@@ -294,7 +294,7 @@ fn has_illegal_password_bytes(password: &[u8]) -> bool {
 
 impl Authenticator {
     /// An authenticator over built databases.
-    pub fn new(settings: Settings, passdbs: Vec<chain::PassdbEntry>, userdbs: Vec<Arc<dyn Userdb>>, pool: crate::blocking::Pool) -> Authenticator {
+    pub fn new(settings: Settings, passdbs: Vec<chain::PassdbEntry>, userdbs: Vec<chain::UserdbEntry>, pool: crate::blocking::Pool) -> Authenticator {
         let cache = cache::VerifyCache::new(settings.cache);
         Authenticator { settings, passdbs, userdbs, pool, cache }
     }
@@ -308,7 +308,7 @@ impl Authenticator {
     pub fn from_config(config: &crate::config::Config, pool: &crate::blocking::Pool) -> Authenticator {
         let files = Arc::new(crate::db::passwd_file::Files::default());
         let passdbs = config.passdbs.iter().map(|p| chain::PassdbEntry { db: passdb::build(p, pool, &files), rules: p.rules.clone() }).collect();
-        let userdbs = config.userdbs.iter().map(|u| userdb::build(u, pool, &files)).collect();
+        let userdbs = config.userdbs.iter().map(|u| chain::UserdbEntry { db: userdb::build(u, pool, &files), rules: u.rules.clone() }).collect();
         Authenticator::new(config.auth.clone(), passdbs, userdbs, pool.clone())
     }
 
@@ -534,31 +534,83 @@ impl Authenticator {
     }
 
     /// Looks a user up in the userdbs. `authenticated` is true right after a successful AUTH.
+    ///
+    /// The userdb chain, as Dovecot's: each userdb's fields are kept when it finds the user
+    /// and rolled back otherwise; `return-ok`/`continue-ok` mark success, `return-fail` and
+    /// `continue-fail` failure, and at the end the last userdb's own answer counts unless a rule
+    /// decided. An internal failure with no success makes the lookup a temporary failure.
     pub async fn lookup_user(&self, user: &str, info: &RequestInfo, authenticated: bool) -> UserdbOutcome {
-        let mut internal = None;
-        for db in &self.userdbs {
-            if !authenticated && db.needs_passdb_check() {
-                match self.lookup_pass(user, info).await {
-                    PassLookup::Found(_) => {}
-                    PassLookup::NotFound => continue,
-                    PassLookup::Failed(why) => {
-                        internal = Some(why);
-                        continue;
-                    }
-                }
+        let mut fields = Fields::new();
+        let mut snapshot = Fields::new();
+        let mut success = false; // set by the -ok rules, cleared by continue-fail
+        let mut forced_fail = false; // return-fail
+        let mut last_found = false;
+        let mut internal: Option<String> = None;
+        for entry in &self.userdbs {
+            let found_so_far = success || last_found;
+            match entry.rules.skip {
+                chain::UserdbSkip::Found if found_so_far => continue,
+                chain::UserdbSkip::NotFound if !found_so_far => continue,
+                _ => {}
             }
-            match db.lookup(userdb::Lookup { user, info, authenticated }).await {
-                UserdbOutcome::Found(fields) => return UserdbOutcome::Found(fields),
-                UserdbOutcome::NotFound => {}
-                UserdbOutcome::InternalFailure(why) => {
-                    tracing::error!(driver = db.driver(), user, "userdb failure: {why}");
-                    internal = Some(why);
+            let outcome = if !authenticated && entry.db.needs_passdb_check() {
+                match self.lookup_pass(user, info).await {
+                    PassLookup::Found(_) => entry.db.lookup(userdb::Lookup { user, info, authenticated }).await,
+                    PassLookup::NotFound => UserdbOutcome::NotFound,
+                    PassLookup::Failed(why) => UserdbOutcome::InternalFailure(why),
                 }
+            } else {
+                entry.db.lookup(userdb::Lookup { user, info, authenticated }).await
+            };
+            let rule = match outcome {
+                UserdbOutcome::Found(found) => {
+                    for (k, t) in &entry.rules.default_fields {
+                        if !found.contains(k) {
+                            fields.set(k, &expand_for_user(t, user, info));
+                        }
+                    }
+                    for (k, v) in found.iter() {
+                        fields.set(k, v);
+                    }
+                    for (k, t) in &entry.rules.override_fields {
+                        fields.set(k, &expand_for_user(t, user, info));
+                    }
+                    snapshot = fields.clone();
+                    last_found = true;
+                    entry.rules.result_success
+                }
+                UserdbOutcome::NotFound => {
+                    fields = snapshot.clone();
+                    last_found = false;
+                    entry.rules.result_failure
+                }
+                UserdbOutcome::InternalFailure(why) => {
+                    tracing::error!(driver = entry.db.driver(), user, "userdb failure: {why}");
+                    fields = snapshot.clone();
+                    internal = Some(why);
+                    last_found = false;
+                    entry.rules.result_internalfail
+                }
+            };
+            match rule {
+                chain::Rule::Return => break,
+                chain::Rule::ReturnOk => {
+                    success = true;
+                    break;
+                }
+                chain::Rule::ReturnFail => {
+                    forced_fail = true;
+                    break;
+                }
+                chain::Rule::Continue => {}
+                chain::Rule::ContinueOk => success = true,
+                chain::Rule::ContinueFail => success = false,
             }
         }
-        match internal {
-            Some(why) => UserdbOutcome::InternalFailure(why),
-            None => UserdbOutcome::NotFound,
+        match (!forced_fail && (success || last_found), internal) {
+            (true, _) => UserdbOutcome::Found(snapshot),
+            (false, Some(why)) => UserdbOutcome::InternalFailure(why),
+            (false, None) => UserdbOutcome::NotFound,
         }
     }
 
@@ -577,8 +629,8 @@ impl Authenticator {
     pub async fn list_users(&self) -> Result<Vec<String>, String> {
         let mut all = Vec::new();
         let mut any = false;
-        for db in &self.userdbs {
-            match db.iterate().await {
+        for entry in &self.userdbs {
+            match entry.db.iterate().await {
                 Some(Ok(users)) => {
                     any = true;
                     all.extend(users);

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use locate::Seg;
 
-use crate::auth::chain::{MechFilter, PassdbRules, Rule, Skip, UsernameFilter};
+use crate::auth::chain::{MechFilter, PassdbRules, Rule, Skip, UserdbRules, UserdbSkip, UsernameFilter};
 use crate::auth::var::Template;
 use crate::sasl::{self, MechInfo, PassdbNeed};
 use crate::scheme::Scheme;
@@ -136,9 +136,18 @@ impl PassdbConfig {
     }
 }
 
-/// A validated userdb block.
+/// A validated userdb block: the driver and its chain rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UserdbConfig {
+pub struct UserdbConfig {
+    /// The driver and its settings.
+    pub driver: UserdbDriver,
+    /// Skip and result rules, field templates.
+    pub rules: UserdbRules,
+}
+
+/// A userdb driver and its own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserdbDriver {
     /// `driver: passwd-file`.
     PasswdFile {
         /// The file (may hold `%variables`).
@@ -655,22 +664,41 @@ impl Validator<'_> {
     }
 
     fn userdb(&self, at: &[Seg], db: &raw::Db) -> Result<UserdbConfig, ConfigError> {
-        match db.driver.as_str() {
+        const CHAIN: [&str; 6] = ["skip", "result_success", "result_failure", "result_internalfail", "override_fields", "default_fields"];
+        let with_chain = |own: &[&'static str]| -> Vec<&'static str> { own.iter().copied().chain(CHAIN).collect() };
+        let driver = match db.driver.as_str() {
             "passwd-file" => {
-                self.only(at, db, &["path", "username_format"])?;
-                Ok(UserdbConfig::PasswdFile { path: self.path_template(at, db)?, username_format: self.username_format(at, db)? })
+                self.only(at, db, &with_chain(&["path", "username_format"]))?;
+                UserdbDriver::PasswdFile { path: self.path_template(at, db)?, username_format: self.username_format(at, db)? }
             }
             "static" => {
-                self.only(at, db, &["fields", "allow_all_users"])?;
+                self.only(at, db, &with_chain(&["fields", "allow_all_users"]))?;
                 let fields = self.field_templates(at, "fields", db.fields.as_ref())?;
-                Ok(UserdbConfig::Static { fields, allow_all_users: db.allow_all_users.unwrap_or(false) })
+                UserdbDriver::Static { fields, allow_all_users: db.allow_all_users.unwrap_or(false) }
             }
             other => {
                 let mut p = at.to_vec();
                 p.push(key("driver"));
-                Err(self.err(&p, format!("unknown userdb driver `{other}`; this build has: passwd-file, static")))
+                return Err(self.err(&p, format!("unknown userdb driver `{other}`; this build has: passwd-file, static")));
             }
-        }
+        };
+        let mut p = at.to_vec();
+        p.push(key("skip"));
+        let skip = match db.skip.as_deref() {
+            None | Some("never") => UserdbSkip::Never,
+            Some("found") => UserdbSkip::Found,
+            Some("notfound") => UserdbSkip::NotFound,
+            Some(other) => return Err(self.err(&p, format!("`{other}` is not a userdb skip rule; use never, found or notfound"))),
+        };
+        let rules = UserdbRules {
+            skip,
+            result_success: self.rule(at, "result_success", db.result_success.as_deref(), Rule::ReturnOk)?,
+            result_failure: self.rule(at, "result_failure", db.result_failure.as_deref(), Rule::Continue)?,
+            result_internalfail: self.rule(at, "result_internalfail", db.result_internalfail.as_deref(), Rule::Continue)?,
+            default_fields: self.field_templates(at, "default_fields", db.default_fields.as_ref())?,
+            override_fields: self.field_templates(at, "override_fields", db.override_fields.as_ref())?,
+        };
+        Ok(UserdbConfig { driver, rules })
     }
 }
 

@@ -25,7 +25,7 @@ fn the_issue_example_loads() {
     assert_eq!(c.mechanisms.iter().map(|m| m.name).collect::<Vec<_>>(), ["PLAIN", "LOGIN"]);
     assert_eq!(c.auth.failure_delay, Duration::from_secs(2));
     assert_eq!(c.passdbs.len(), 1);
-    let UserdbConfig::Static { fields, allow_all_users } = &c.userdbs[0] else { panic!() };
+    let UserdbDriver::Static { fields, allow_all_users } = &c.userdbs[0].driver else { panic!() };
     assert!(!allow_all_users);
     assert_eq!(fields.iter().map(|(k, v)| (k.as_str(), v.source())).collect::<Vec<_>>(), [("uid", "1000"), ("gid", "1000"), ("home", "/var/mail/%d/%n")], "the order written in the YAML");
 }

@@ -197,6 +197,9 @@ fn hex32(digest: &[u8]) -> [u8; 32] {
     out
 }
 
+/// One directive: its name as sent, and its value with quoting undone.
+type Directive<'a> = (&'a [u8], Vec<u8>);
+
 /// Space or tab (Dovecot's `IS_LWS`).
 fn is_lws(b: u8) -> bool {
     b == b' ' || b == b'\t'
@@ -222,7 +225,7 @@ impl<'a> Directives<'a> {
         }
     }
 
-    fn next_directive(&mut self) -> Result<Option<(&'a [u8], Vec<u8>)>, MechFailure> {
+    fn next_directive(&mut self) -> Result<Option<Directive<'a>>, MechFailure> {
         let data = self.data;
         // Skip empty list elements.
         loop {

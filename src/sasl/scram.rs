@@ -583,7 +583,7 @@ mod tests {
         let proof = good.rsplit_once(",p=").unwrap().1.to_owned();
         let rows: Vec<(&str, Vec<u8>)> = vec![
             ("empty", b"".to_vec()),
-            ("truncated", good[..good.len() - 10].as_bytes().to_vec()),
+            ("truncated", good.as_bytes()[..good.len() - 10].to_vec()),
             ("proof only", format!("p={proof}").into_bytes()),
             ("two fields", format!("c=biws,p={proof}").into_bytes()),
             ("no proof", format!("c=biws,r={nonce}").into_bytes()),

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use crate::auth::{Fields, RequestInfo};
 use crate::blocking::Pool;
-use crate::config::UserdbConfig;
+use crate::config::{UserdbConfig, UserdbDriver};
 use crate::db::passwd_file::Files;
 
 pub use passwd_file::PasswdFile;
@@ -60,10 +60,10 @@ pub trait Userdb: Send + Sync + std::fmt::Debug {
 /// Builds a userdb from its validated config.
 /// `files` is the daemon's one cache of parsed passwd-files, shared with the passdbs.
 pub fn build(config: &UserdbConfig, pool: &Pool, files: &Arc<Files>) -> Arc<dyn Userdb> {
-    match config {
-        UserdbConfig::PasswdFile { path, username_format } => {
+    match &config.driver {
+        UserdbDriver::PasswdFile { path, username_format } => {
             Arc::new(PasswdFile::new(path.clone(), username_format.clone(), Arc::clone(files), pool.clone()))
         }
-        UserdbConfig::Static { fields, allow_all_users } => Arc::new(Static::new(fields.clone(), *allow_all_users)),
+        UserdbDriver::Static { fields, allow_all_users } => Arc::new(Static::new(fields.clone(), *allow_all_users)),
     }
 }
