@@ -438,6 +438,11 @@ struct Postfix {
 
 impl Postfix {
     fn start(dir: &Path, auth_socket: &Path) -> Postfix {
+        Postfix::start_with(dir, auth_socket, "noanonymous")
+    }
+
+    /// With `smtpd_sasl_security_options = security_options`.
+    fn start_with(dir: &Path, auth_socket: &Path, security_options: &str) -> Postfix {
         require_root("Postfix's master starts as root and drops to the `postfix` user");
         let bin = require("postfix", "postfix");
         let pf_user = nix::unistd::User::from_name("postfix")
@@ -493,7 +498,7 @@ impl Postfix {
                  smtpd_sasl_auth_enable = yes\n\
                  smtpd_sasl_type = dovecot\n\
                  smtpd_sasl_path = {sock}\n\
-                 smtpd_sasl_security_options = noanonymous\n\
+                 smtpd_sasl_security_options = {security_options}\n\
                  smtpd_sasl_authenticated_header = no\n\
                  broken_sasl_auth_clients = no\n\
                  smtpd_tls_security_level = none\n\
@@ -504,6 +509,7 @@ impl Postfix {
                 log = log.display(),
                 dir = dir.display(),
                 sock = auth_socket.display(),
+                security_options = security_options,
             ),
         )
         .unwrap();
@@ -683,5 +689,38 @@ fn postfix_with_default_failure_delay() {
         let out = assert_auth(pf.port, mech, u.name, "wrong password", 535);
         assert!(out.elapsed >= Duration::from_millis(1950), "AUTH {mech} failure came back before the 2 s failure delay\n{out}");
         assert!(out.elapsed < Duration::from_secs(8), "AUTH {mech} failure took too long for Postfix\n{out}");
+    }
+}
+
+/// Postfix hides mechanisms by the MECH flags saslgate advertises, as it does with Dovecot:
+/// `noplaintext` (PLAIN, LOGIN), `noanonymous`, `nodictionary` and `noactive` (CRAM-MD5).
+/// CRAM-MD5 then works for a user stored as `{PLAIN}`, and fails for a SHA512-CRYPT user (its
+/// hash cannot serve a challenge-response mechanism, as with Dovecot).
+#[test]
+fn postfix_security_options_follow_mech_flags() {
+    require_postfix_peers();
+    let (tmp, _doveadm, sg) = setup("{ mechanisms: [plain, login, cram-md5, anonymous], failure_delay: 0s }");
+    for (options, offered) in [
+        ("noanonymous", "PLAIN LOGIN CRAM-MD5"),
+        ("noanonymous, noplaintext", "CRAM-MD5"),
+        ("noanonymous, nodictionary", "PLAIN LOGIN"),
+        ("noanonymous, noactive", "PLAIN LOGIN"),
+        ("noplaintext", "CRAM-MD5 ANONYMOUS"),
+    ] {
+        let dir = tmp.path().join(options.replace([',', ' '], ""));
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let pf = Postfix::start_with(&dir, &sg.sock("auth-client"), options);
+        let out = swaks(pf.port, &["--quit-after", "EHLO"]);
+        let want = format!("250-AUTH {offered}");
+        assert!(out.stdout.lines().any(|l| l.trim_end().ends_with(&want)), "{options}: want {want}\n{out}");
+        if options == "noanonymous, noplaintext" {
+            // A plaintext mechanism is refused by Postfix itself; CRAM-MD5 goes through saslgate.
+            let refused = swaks_auth(pf.port, "PLAIN", "plain", user("plain").pass);
+            assert_ne!(reply_to(&refused, "AUTH").map(|(c, _)| c), Some(235), "{refused}");
+            assert_auth(pf.port, "CRAM-MD5", "plain", user("plain").pass, 235);
+            assert_auth(pf.port, "CRAM-MD5", "plain", "wrong", 535);
+            assert_auth(pf.port, "CRAM-MD5", "sha512", user("sha512").pass, 535);
+        }
     }
 }
