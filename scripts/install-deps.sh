@@ -5,6 +5,7 @@
 #   swaks                the SMTP client that drives it
 #   libauthen-sasl-perl  SASL support for swaks's AUTH
 #   fail2ban             fail2ban-regex, to check packaging/fail2ban against the real log
+# and, from PyPI, scramp: an independent SCRAM client.
 # Idempotent and silent when everything is present. As root it installs what is missing
 # (apt-get update once, non-interactive, Postfix preseeded to "No configuration", no service
 # started); otherwise it says what to install and exits 1.
@@ -29,6 +30,16 @@ have postfix postfix || missing+=(postfix)
 have swaks swaks || missing+=(swaks)
 have libauthen-sasl-perl || perl -MAuthen::SASL -e 1 >/dev/null 2>&1 || missing+=(libauthen-sasl-perl)
 have fail2ban fail2ban-regex || missing+=(fail2ban)
+
+# An independent SCRAM client for tests/real_peers.rs, from PyPI (no Debian package has it).
+if ! python3 -c 'import scramp' >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then
+    python3 -m pip install --quiet --root-user-action=ignore scramp >/dev/null || { echo "install-deps: pip install scramp failed" >&2; exit 1; }
+  else
+    echo "install-deps: the Python package scramp is missing: python3 -m pip install --user scramp" >&2
+    exit 1
+  fi
+fi
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -161,6 +161,9 @@ const USERS: &[User] = &[
     User { name: "sha512", scheme: "SHA512-CRYPT", pass: "sha512-Secret_2!", uid: 5002 },
     User { name: "blf", scheme: "BLF-CRYPT", pass: "blf Sécret 3", uid: 5003 },
     User { name: "ssha256", scheme: "SSHA256", pass: "ssha256:Secret/4", uid: 5004 },
+    User { name: "crammd5", scheme: "CRAM-MD5", pass: "cram Secret 5", uid: 5005 },
+    User { name: "digestmd5", scheme: "DIGEST-MD5", pass: "digest Secret 6", uid: 5006 },
+    User { name: "scram256", scheme: "SCRAM-SHA-256", pass: "scram Secret 7", uid: 5007 },
 ];
 
 fn user(name: &str) -> &'static User {
@@ -194,8 +197,9 @@ impl Doveadm {
     }
 
     /// `{SCHEME}hash` of `pass`, as Dovecot writes it.
-    fn hash(&self, scheme: &str, pass: &str) -> String {
-        let out = self.run(&["pw", "-s", scheme, "-p", pass]);
+    fn hash(&self, scheme: &str, pass: &str, user: &str) -> String {
+        // DIGEST-MD5 hashes the user name (and realm) in: doveadm needs -u.
+        let out = self.run(&["pw", "-s", scheme, "-p", pass, "-u", user]);
         let hash = out.stdout.trim().to_owned();
         assert!(out.code() == 0 && hash.starts_with(&format!("{{{scheme}}}")), "doveadm pw failed\n{out}");
         hash
@@ -205,7 +209,7 @@ impl Doveadm {
     fn write_users(&self, dir: &Path) {
         let mut text = String::new();
         for u in USERS {
-            let hash = self.hash(u.scheme, u.pass);
+            let hash = self.hash(u.scheme, u.pass, u.name);
             text.push_str(&format!(
                 "{}:{hash}:{uid}:{uid}::{home}::userdb_quota_rule=*:storage=1G\n",
                 u.name,
@@ -723,4 +727,54 @@ fn postfix_security_options_follow_mech_flags() {
             assert_auth(pf.port, "CRAM-MD5", "sha512", user("sha512").pass, 535);
         }
     }
+}
+
+/// CRAM-MD5 and DIGEST-MD5 through Postfix + swaks: users stored as `{PLAIN}` and as
+/// `{CRAM-MD5}` / `{DIGEST-MD5}` credentials log in (235), wrong passwords and a SHA512-CRYPT
+/// user fail (535), as with Dovecot.
+#[test]
+fn postfix_challenge_response_mechanisms() {
+    require_postfix_peers();
+    let (tmp, _doveadm, sg) = setup("{ mechanisms: [plain, login, cram-md5, digest-md5], failure_delay: 0s }");
+    let pf = Postfix::start(tmp.path(), &sg.sock("auth-client"));
+    for (mech, stored_user) in [("CRAM-MD5", "crammd5"), ("DIGEST-MD5", "digestmd5")] {
+        for name in ["plain", stored_user] {
+            let u = user(name);
+            assert_auth(pf.port, mech, u.name, u.pass, 235);
+            assert_auth(pf.port, mech, u.name, "wrong", 535);
+        }
+        assert_auth(pf.port, mech, "sha512", user("sha512").pass, 535);
+        assert_auth(pf.port, mech, "nosuchuser", "x", 535);
+    }
+}
+
+/// SCRAM-SHA-1 and SCRAM-SHA-256 against an independent client implementation (Python's
+/// `scramp`, from PyPI; scripts/install-deps.sh installs it): users stored as `{PLAIN}` and as
+/// `{SCRAM-SHA-256}` log in, the client verifies the server's signature, with and without
+/// `final-resp-ok`; a wrong password fails.
+#[test]
+fn scram_with_an_independent_client() {
+    let python = require("python3", "python3");
+    let probe = run(Command::new(&python).args(["-c", "import scramp"]), CMD_TIMEOUT);
+    assert!(probe.code() == 0, "the Python package scramp is missing: run scripts/install-deps.sh (python3 -m pip install scramp)\n{probe}");
+    let (_tmp, _doveadm, sg) = setup("{ mechanisms: [plain, scram-sha-1, scram-sha-256], failure_delay: 0s }");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/scram_client.py");
+    let client = sg.sock_str("auth-client");
+    let scram = |mech: &str, name: &str, pass: &str, extra: &[&str]| {
+        let mut cmd = Command::new(&python);
+        cmd.arg(&script).args([client.as_str(), mech, name, pass]).args(extra);
+        run(&mut cmd, CMD_TIMEOUT)
+    };
+    for (mech, name) in [("SCRAM-SHA-1", "plain"), ("SCRAM-SHA-256", "plain"), ("SCRAM-SHA-256", "scram256")] {
+        let u = user(name);
+        for extra in [&[][..], &["final-resp-ok"][..]] {
+            let out = scram(mech, u.name, u.pass, extra);
+            assert!(out.code() == 0 && out.stdout.contains(&format!("OK\t1\tuser={}", u.name)), "{mech} {name} {extra:?}\n{out}");
+        }
+        let out = scram(mech, u.name, "wrong", &[]);
+        assert_eq!(out.code(), 1, "{mech} {name} wrong password\n{out}");
+    }
+    // A SHA512-CRYPT user cannot use SCRAM (no SCRAM credentials can be derived from the hash).
+    let out = scram("SCRAM-SHA-256", "sha512", user("sha512").pass, &[]);
+    assert_eq!(out.code(), 1, "{out}");
 }
