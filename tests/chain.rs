@@ -257,7 +257,7 @@ async fn certificate_or_password_setup() {
     assert!(!is_ok(&s.auth.external(&ext(None, true), None).await));
     assert!(!is_ok(&s.auth.external(&ext(Some("alice"), true), Some("bob")).await));
     // The EXTERNAL-only passdb serves no credentials lookups either.
-    let req = saslgate::sasl::CredentialsRequest { authcid: "certonly".into(), authzid: None, scheme: saslgate::scheme::Scheme::CramMd5 };
+    let req = saslgate::sasl::CredentialsRequest { authcid: "certonly".into(), authzid: None, scheme: saslgate::scheme::Scheme::CramMd5, hash_identity: None };
     assert!(matches!(s.auth.lookup_credentials(&info("CRAM-MD5"), &req).await, saslgate::auth::CredentialsOutcome::Failed(_)));
 }
 

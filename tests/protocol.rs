@@ -673,3 +673,51 @@ async fn auth_cache_never_answers_for_a_changed_password() {
     m.send("CACHE-FLUSH\t3\n").await;
     assert_eq!(m.line().await, "OK\t3\t0");
 }
+
+/// A DIGEST-MD5 client response (RFC 2831, qop=auth) to `challenge`.
+fn digest_md5_response(challenge: &str, user: &str, realm: &str, pass: &str) -> String {
+    use md5::{Digest, Md5};
+    let nonce = challenge.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap();
+    let (cnonce, nc, uri) = ("OA6MHXh6VqTrRk", "00000001", "imap/mx.example");
+    let mut a1 = Md5::digest(format!("{user}:{realm}:{pass}").as_bytes()).to_vec();
+    a1.extend_from_slice(format!(":{nonce}:{cnonce}").as_bytes());
+    let ha1 = hex::encode(Md5::digest(&a1));
+    let ha2 = hex::encode(Md5::digest(format!("AUTHENTICATE:{uri}").as_bytes()));
+    let response = hex::encode(Md5::digest(format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}").as_bytes()));
+    let realm_part = if realm.is_empty() { String::new() } else { format!("realm=\"{realm}\",") };
+    format!("username=\"{user}\",{realm_part}nonce=\"{nonce}\",cnonce=\"{cnonce}\",nc={nc},qop=auth,digest-uri=\"{uri}\",response={response},charset=utf-8")
+}
+
+#[tokio::test]
+async fn digest_md5_hashes_the_name_the_client_sent() {
+    let d = Daemon::start("  mechanisms: [plain, digest-md5]\n  failure_delay: 0s").await;
+    let stored = saslgate::scheme::generate(saslgate::scheme::Scheme::DigestMd5, b"dpw", "dig@example.org", None).unwrap();
+    std::fs::write(d.path("users.passwd"), format!("plain:{{PLAIN}}ppw\nplain@example.test:{{PLAIN}}qpw\ndig@example.org:{{DIGEST-MD5}}{stored}\n")).unwrap();
+    let mut c = d.client().await;
+    // (id, user as sent, realm, password, expected reply)
+    let rows = [
+        (1, "plain", "", "ppw", "OK\t1\tuser=plain"),
+        (2, "PLAIN", "", "ppw", "OK\t2\tuser=plain\toriginal_user=PLAIN"),
+        (3, "plain@example.test", "", "qpw", "OK\t3\tuser=plain@example.test"),
+        (4, "dig", "example.org", "dpw", "OK\t4\tuser=dig@example.org"),
+        (5, "plain", "", "wrong", "FAIL\t5\tuser=plain"),
+        (6, "dig", "example.org", "wrong", "FAIL\t6\tuser=dig@example.org"),
+    ];
+    for (id, user, realm, pass, want) in rows {
+        c.send(&format!("AUTH\t{id}\tDIGEST-MD5\tservice=imap\n")).await;
+        let cont = c.line().await;
+        let challenge = String::from_utf8(saslgate::protocol::base64::decode(cont.split('\t').nth(2).unwrap().as_bytes()).unwrap()).unwrap();
+        assert!(challenge.contains("qop=\"auth\"") && challenge.contains("algorithm=\"md5-sess\""), "{challenge}");
+        c.send(&format!("CONT\t{id}\t{}\n", b64(digest_md5_response(&challenge, user, realm, pass).as_bytes()))).await;
+        let reply = c.line().await;
+        if want.starts_with("OK") {
+            // Without final-resp-ok, rspauth comes in a CONT; any answer then gets the OK.
+            let rspauth = String::from_utf8(saslgate::protocol::base64::decode(reply.split('\t').nth(2).unwrap().as_bytes()).unwrap()).unwrap();
+            assert!(rspauth.starts_with("rspauth=") && rspauth.len() == 8 + 32, "{reply} {rspauth}");
+            c.send(&format!("CONT\t{id}\t\n")).await;
+            assert_eq!(c.line().await, want);
+        } else {
+            assert_eq!(reply, want);
+        }
+    }
+}

@@ -262,8 +262,9 @@ pub struct PassdbEntry {
 pub enum Op<'a> {
     /// Check this password.
     Verify(&'a Secret),
-    /// Fetch the credential in this scheme.
-    Credentials(Scheme),
+    /// Fetch the credential in this scheme; for a user-dependent one derived from a plaintext
+    /// password, hashed for this `name@realm` instead of the looked-up user.
+    Credentials(Scheme, Option<&'a str>),
     /// Find the user, no password (master PASS).
     Lookup,
 }
@@ -508,8 +509,8 @@ impl super::Authenticator {
                 (PassdbOutcome::PasswordMismatch, None)
             }
             Op::Verify(password) => (self.verify_cached(index, stored, entry.db.default_scheme(), password, user).await, None),
-            Op::Credentials(_) if nopassword => (PassdbOutcome::SchemeNotAvailable, None),
-            Op::Credentials(scheme) => credential(stored, entry.db.default_scheme(), scheme, user, &self.pool).await,
+            Op::Credentials(..) if nopassword => (PassdbOutcome::SchemeNotAvailable, None),
+            Op::Credentials(scheme, hash_user) => credential(stored, entry.db.default_scheme(), scheme, hash_user.unwrap_or(user), &self.pool).await,
         };
         (self.check_fields(outcome, &fields, info), fields, credential)
     }

@@ -501,7 +501,9 @@ impl Authenticator {
             let original_user = (user != given).then(|| given.to_owned());
             return CredentialsOutcome::Failed(Failure { original_user, ..Failure::plain(Some(user), "master user login attempted without master passdbs") });
         }
-        let mut result = self.passdb_chain(&user, info, chain::Op::Credentials(req.scheme)).await;
+        // DIGEST-MD5 from a plaintext password hashes the name and realm the client used.
+        let hash_user = req.hash_identity.as_ref().map(|(name, realm)| format!("{name}@{realm}"));
+        let mut result = self.passdb_chain(&user, info, chain::Op::Credentials(req.scheme, hash_user.as_deref())).await;
         let credential = result.credential.take();
         match (self.finish(result, given, Some(req.scheme), info), credential) {
             (AuthOutcome::Success { user, original_user, fields }, Some(credential)) => CredentialsOutcome::Found { user, original_user, fields, credential },

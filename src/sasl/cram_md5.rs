@@ -45,7 +45,7 @@ impl Mechanism for CramMd5 {
             State::ExpectResponse => match parse(response) {
                 Ok((user, digest)) => {
                     self.state = State::ExpectCredentials { digest };
-                    Step::LookupCredentials(CredentialsRequest { authcid: user, authzid: None, scheme: Scheme::CramMd5 })
+                    Step::LookupCredentials(CredentialsRequest { authcid: user, authzid: None, scheme: Scheme::CramMd5, hash_identity: None })
                 }
                 Err(why) => Step::Fail(why),
             },
@@ -113,7 +113,7 @@ mod tests {
         let resp = answer(&m, "alice smith", b"secret");
         assert_eq!(
             m.step(&resp),
-            Step::LookupCredentials(CredentialsRequest { authcid: "alice smith".into(), authzid: None, scheme: Scheme::CramMd5 })
+            Step::LookupCredentials(CredentialsRequest { authcid: "alice smith".into(), authzid: None, scheme: Scheme::CramMd5, hash_identity: None })
         );
         assert_eq!(m.credentials(&cram_md5_context(b"secret")), Step::Success { final_data: None });
         assert_eq!(m.step(b"x"), Step::Fail(MechFailure::UnexpectedInput));

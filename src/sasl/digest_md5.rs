@@ -153,7 +153,9 @@ impl Response {
             _ => self.username.clone(),
         };
         let authzid = self.authzid.clone().filter(|z| *z != authcid);
-        CredentialsRequest { authcid, authzid, scheme: Scheme::DigestMd5 }
+        // What the client hashed: its username and realm as sent (Dovecot does the same).
+        let hash_identity = Some((self.username.clone(), self.realm.clone().unwrap_or_default()));
+        CredentialsRequest { authcid, authzid, scheme: Scheme::DigestMd5, hash_identity }
     }
 
     /// `HEX(KD(HEX(H(A1)), nonce:nc:cnonce:qop:HEX(H(A2))))` with
@@ -508,7 +510,7 @@ mod tests {
     }
 
     fn lookup(authcid: &str, authzid: Option<&str>) -> Step {
-        Step::LookupCredentials(CredentialsRequest { authcid: authcid.into(), authzid: authzid.map(Into::into), scheme: Scheme::DigestMd5 })
+        Step::LookupCredentials(CredentialsRequest { authcid: authcid.into(), authzid: authzid.map(Into::into), scheme: Scheme::DigestMd5, hash_identity: None })
     }
 
     #[test]

@@ -76,7 +76,7 @@ impl Entropy for FixedEntropy {
 /// What every mechanism instance may use.
 #[derive(Debug, Clone)]
 pub struct MechContext {
-    /// Host name for challenges (CRAM-MD5's `<…@host>`, DIGEST-MD5's default realm).
+    /// Host name for challenges (CRAM-MD5's `<…@host>`).
     pub hostname: String,
     /// Realms offered by DIGEST-MD5.
     pub realms: Vec<String>,
@@ -188,6 +188,10 @@ pub struct CredentialsRequest {
     pub authzid: Option<String>,
     /// The scheme the credential must be in.
     pub scheme: Scheme,
+    /// For user-dependent credentials (DIGEST-MD5) derived from a plaintext password: the user
+    /// name and realm exactly as the client sent them, which is what the client hashed. The
+    /// credential is `MD5(name:realm:password)` over these, not over the translated user.
+    pub hash_identity: Option<(String, String)>,
 }
 
 /// A user name and password taken from a plaintext mechanism.

@@ -99,6 +99,7 @@ impl Mechanism for Scram {
                         authcid: first.authcid.clone(),
                         authzid: first.authzid.clone(),
                         scheme: self.algorithm.scheme(),
+                        hash_identity: None,
                     };
                     self.state = State::ExpectCredentials(first);
                     Step::LookupCredentials(request)
@@ -398,7 +399,7 @@ mod tests {
     }
 
     fn lookup(algorithm: ScramAlgorithm, authcid: &str, authzid: Option<&str>) -> Step {
-        Step::LookupCredentials(CredentialsRequest { authcid: authcid.into(), authzid: authzid.map(Into::into), scheme: algorithm.scheme() })
+        Step::LookupCredentials(CredentialsRequest { authcid: authcid.into(), authzid: authzid.map(Into::into), scheme: algorithm.scheme(), hash_identity: None })
     }
 
     fn server_first_of(step: Step) -> Vec<u8> {
