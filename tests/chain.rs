@@ -403,3 +403,14 @@ async fn userdb_chain() {
     let s = userdb_setup("  - { driver: static, fields: { uid: \"5000\" }, allow_all_users: true }\n");
     assert!(user_fields(&s, "nobody").await.is_some());
 }
+
+#[tokio::test]
+async fn an_empty_stored_password_is_no_password() {
+    let s = setup(&[("users", "a:{PLAIN}\nb:\nc:{PLAIN}::::::nopassword\n")], "", "  - { driver: passwd-file, path: users, scheme: PLAIN }\n");
+    for user in ["a", "b"] {
+        assert!(!is_ok(&plain(&s, user, "").await), "{user} with an empty password");
+        assert!(!is_ok(&plain(&s, user, "x").await), "{user} with a password");
+    }
+    // The explicit way to accept any password.
+    assert!(is_ok(&plain(&s, "c", "anything").await));
+}

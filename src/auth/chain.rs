@@ -579,6 +579,13 @@ pub(crate) async fn verify(stored: &str, default: Scheme, password: &Secret, use
             return PassdbOutcome::SchemeNotAvailable;
         }
     };
+    // `{PLAIN}` with nothing after it would match an empty password (Dovecot accepts that). An
+    // empty stored password is far more often a mistake than a choice: it counts as no
+    // password, and an admin who wants any password accepted says `nopassword`.
+    if stored.text().is_empty() {
+        tracing::warn!(user, "the stored password is empty: no password can log in (use the nopassword field to allow any)");
+        return PassdbOutcome::PasswordMismatch;
+    }
     let result = if stored.is_expensive() {
         let (password, user) = (password.clone(), user.to_owned());
         match pool.run(move || stored.verify(password.expose(), &user)).await {
