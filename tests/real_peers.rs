@@ -778,3 +778,23 @@ fn scram_with_an_independent_client() {
     let out = scram("SCRAM-SHA-256", "sha512", user("sha512").pass, &[]);
     assert_eq!(out.code(), 1, "{out}");
 }
+
+/// `doveadm auth test -x` passes AUTH parameters as given: with `ssl_username_from_cert`, the
+/// certificate's name (`-x valid-client-cert -x cert_username=…`) replaces the one typed, so a
+/// password only works for the certificate's user; `service=` selects the per-service policy.
+#[test]
+fn doveadm_auth_test_with_certificate_parameters() {
+    let (tmp, doveadm, sg) = setup("{ mechanisms: [plain, login], failure_delay: 0s, penalty_max: 0s, ssl_username_from_cert: true, ssl_require_client_cert: true }");
+    let _ = tmp;
+    let client = sg.sock_str("auth-client");
+    let (plain, sha) = (user("plain"), user("sha512"));
+    let cert = |name: &str| format!("cert_username={name}");
+    let ok = doveadm.run(&["auth", "test", "-a", &client, "-x", "service=imap", "-x", "valid-client-cert", "-x", &cert(plain.name), "someone", plain.pass]);
+    assert!(ok.code() == 0 && ok.stdout.contains(&format!("user={}", plain.name)), "{ok}");
+    let wrong = doveadm.run(&["auth", "test", "-a", &client, "-x", "service=imap", "-x", "valid-client-cert", "-x", &cert(sha.name), plain.name, plain.pass]);
+    assert_eq!(wrong.code(), 77, "another certificate's user with plain's password\n{wrong}");
+    let no_cert = doveadm.run(&["auth", "test", "-a", &client, "-x", "service=imap", plain.name, plain.pass]);
+    assert_eq!(no_cert.code(), 77, "a required certificate is missing\n{no_cert}");
+    let empty = doveadm.run(&["auth", "test", "-a", &client, "-x", "service=imap", "-x", "valid-client-cert", plain.name, plain.pass]);
+    assert_eq!(empty.code(), 77, "a valid certificate without a user name\n{empty}");
+}
