@@ -721,3 +721,21 @@ async fn digest_md5_hashes_the_name_the_client_sent() {
         }
     }
 }
+
+/// The 150 s request lifetime, on tokio's paused clock: a request left waiting for its CONT is
+/// dropped without a reply, and a late CONT gets "timed out".
+#[tokio::test(start_paused = true)]
+async fn requests_time_out_after_150_seconds() {
+    let d = Daemon::start(NO_DELAY).await;
+    let mut c = d.client().await;
+    c.send("AUTH\t1\tLOGIN\tservice=imap\n").await;
+    assert_eq!(c.line().await, "CONT\t1\tVXNlcm5hbWU6");
+    tokio::time::sleep(Duration::from_secs(149)).await;
+    c.send("CONT\t1\tYWxpY2U=\n").await;
+    assert_eq!(c.line().await, "CONT\t1\tUGFzc3dvcmQ6", "still alive at 149 s");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Dropped silently: nothing arrives, and the id is gone.
+    assert_eq!(c.try_line(Duration::from_secs(5)).await, None);
+    c.send("CONT\t1\tc2VjcmV0\n").await;
+    assert_eq!(c.line().await, "FAIL\t1\treason=Authentication request timed out");
+}
