@@ -40,10 +40,11 @@ impl Daemon {
         std::fs::write(dir.path().join("users.passwd"), USERS).unwrap();
         // Most tests fail many logins from one (absent) rip: no penalty unless a test asks.
         let auth = if auth.contains("penalty_max") { auth.to_owned() } else { format!("{auth}\n  penalty_max: 0s") };
+        // A test may bring its own userdbs.
+        let userdbs = if extra.contains("userdbs:") { "" } else { "userdbs:\n  - { driver: passwd-file, path: users.passwd }\n" };
         let yaml = format!(
             "listeners:\n  - {{ path: auth-client }}\n  - {{ path: auth-login }}\n  - {{ path: auth-master }}\n  - {{ path: auth-userdb }}\n\
-auth:\n{auth}\npassdbs:\n  - {{ driver: passwd-file, path: users.passwd, scheme: PLAIN }}\n\
-userdbs:\n  - {{ driver: passwd-file, path: users.passwd }}\n{extra}"
+auth:\n{auth}\npassdbs:\n  - {{ driver: passwd-file, path: users.passwd, scheme: PLAIN }}\n{userdbs}{extra}"
         );
         let config = config::parse(&yaml, "test.yaml", dir.path()).unwrap();
         let pool = saslgate::blocking::Pool::new(config.pool.threads, config.pool.queue).unwrap();
@@ -738,4 +739,25 @@ async fn requests_time_out_after_150_seconds() {
     assert_eq!(c.try_line(Duration::from_secs(5)).await, None);
     c.send("CONT\t1\tc2VjcmV0\n").await;
     assert_eq!(c.line().await, "FAIL\t1\treason=Authentication request timed out");
+}
+
+#[tokio::test]
+async fn prefetch_userdb_answers_request_from_the_login() {
+    let d = Daemon::start_with(NO_DELAY, "userdbs:\n  - { driver: prefetch }\n  - { driver: passwd-file, path: users.passwd }\n").await;
+    std::fs::write(d.path("users.passwd"), "pf:{PLAIN}pw:1000:1000::/home/pf::userdb_uid=7777 userdb_home=/srv/pf quota=2G\n").unwrap();
+    let mut login = Conn::open(&d.path("auth-login")).await;
+    login.handshake(2).await;
+    let cookie = login.handshake.iter().find_map(|l| l.strip_prefix("COOKIE\t")).unwrap().to_owned();
+    login.send(&format!("AUTH\t1\tPLAIN\tservice=imap\tresp={}\n", b64(b"\0pf\0pw"))).await;
+    // userdb_* fields never appear in the OK.
+    assert_eq!(login.line().await, "OK\t1\tuser=pf\tquota=2G");
+    let mut m = Conn::open(&d.path("auth-master")).await;
+    m.line().await;
+    m.line().await;
+    m.send(&format!("VERSION\t1\t1\nREQUEST\t5\t{}\t1\t{cookie}\n", std::process::id())).await;
+    assert_eq!(m.line().await, "USER\t5\tpf\tuid=7777\thome=/srv/pf\tauth_mech=PLAIN");
+    // A lookup by name had no login: prefetch finds nothing, the passwd-file userdb answers
+    // (its own userdb_* extra fields override the uid and home columns, as in Dovecot).
+    m.send("USER\t6\tpf\tservice=lmtp\n").await;
+    assert_eq!(m.line().await, "USER\t6\tpf\tuid=7777\tgid=1000\thome=/srv/pf");
 }

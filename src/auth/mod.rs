@@ -542,6 +542,12 @@ impl Authenticator {
     /// `continue-fail` failure, and at the end the last userdb's own answer counts unless a rule
     /// decided. An internal failure with no success makes the lookup a temporary failure.
     pub async fn lookup_user(&self, user: &str, info: &RequestInfo, authenticated: bool) -> UserdbOutcome {
+        self.lookup_user_prefetched(user, info, authenticated, None).await
+    }
+
+    /// [`Authenticator::lookup_user`] after a login whose passdb returned `userdb_*` fields, which
+    /// a `prefetch` userdb answers with.
+    pub async fn lookup_user_prefetched(&self, user: &str, info: &RequestInfo, authenticated: bool, prefetch: Option<&Fields>) -> UserdbOutcome {
         let mut fields = Fields::new();
         let mut snapshot = Fields::new();
         let mut success = false; // set by the -ok rules, cleared by continue-fail
@@ -557,12 +563,12 @@ impl Authenticator {
             }
             let outcome = if !authenticated && entry.db.needs_passdb_check() {
                 match self.lookup_pass(user, info).await {
-                    PassLookup::Found(_) => entry.db.lookup(userdb::Lookup { user, info, authenticated }).await,
+                    PassLookup::Found(_) => entry.db.lookup(userdb::Lookup { user, info, authenticated, prefetch }).await,
                     PassLookup::NotFound => UserdbOutcome::NotFound,
                     PassLookup::Failed(why) => UserdbOutcome::InternalFailure(why),
                 }
             } else {
-                entry.db.lookup(userdb::Lookup { user, info, authenticated }).await
+                entry.db.lookup(userdb::Lookup { user, info, authenticated, prefetch }).await
             };
             let rule = match outcome {
                 UserdbOutcome::Found(found) => {
@@ -621,7 +627,11 @@ impl Authenticator {
     pub async fn lookup_pass(&self, user: &str, info: &RequestInfo) -> PassLookup {
         let result = self.passdb_chain(user, info, chain::Op::Lookup).await;
         match result.outcome {
-            PassdbOutcome::Ok => PassLookup::Found(visible_fields(&result.user, &result.fields).1),
+            PassdbOutcome::Ok => {
+                let fields = visible_fields(&result.user, &result.fields).1;
+                let shown: Vec<(String, String)> = fields.iter().filter(|(k, _)| !k.starts_with("userdb_")).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+                PassLookup::Found(shown.into())
+            }
             PassdbOutcome::InternalFailure(why) => PassLookup::Failed(why),
             _ => PassLookup::NotFound,
         }
@@ -653,11 +663,26 @@ fn visible_fields(user: &str, passdb_fields: &Fields) -> (String, Fields) {
     for (k, v) in passdb_fields.iter() {
         if k == "user" && !v.is_empty() {
             v.clone_into(&mut user);
-        } else if !HIDDEN_PASSDB_FIELDS.contains(&k) && !k.starts_with("userdb_") {
+        } else if !HIDDEN_PASSDB_FIELDS.contains(&k) {
+            // `userdb_*` fields stay: the server keeps them for a `prefetch` userdb and never
+            // writes them into an OK line.
             fields.set(k, v);
         }
     }
     (user, fields)
+}
+
+/// The `userdb_*` fields of a passdb answer, prefix removed: what a `prefetch` userdb returns.
+pub fn prefetch_fields(fields: &Fields) -> Fields {
+    let mut out = Fields::new();
+    for (k, v) in fields.iter() {
+        if let Some(k) = k.strip_prefix("userdb_") {
+            if !k.is_empty() {
+                out.set(k, v);
+            }
+        }
+    }
+    out
 }
 
 /// The result of a credentials lookup.

@@ -148,6 +148,8 @@ pub struct UserdbConfig {
 /// A userdb driver and its own settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserdbDriver {
+    /// `driver: prefetch`: the `userdb_*` fields the passdb returned at login.
+    Prefetch,
     /// `driver: passwd-file`.
     PasswdFile {
         /// The file (may hold `%variables`).
@@ -671,6 +673,10 @@ impl Validator<'_> {
                 self.only(at, db, &with_chain(&["path", "username_format"]))?;
                 UserdbDriver::PasswdFile { path: self.path_template(at, db)?, username_format: self.username_format(at, db)? }
             }
+            "prefetch" => {
+                self.only(at, db, &with_chain(&[]))?;
+                UserdbDriver::Prefetch
+            }
             "static" => {
                 self.only(at, db, &with_chain(&["fields", "allow_all_users"]))?;
                 let fields = self.field_templates(at, "fields", db.fields.as_ref())?;
@@ -679,7 +685,7 @@ impl Validator<'_> {
             other => {
                 let mut p = at.to_vec();
                 p.push(key("driver"));
-                return Err(self.err(&p, format!("unknown userdb driver `{other}`; this build has: passwd-file, static")));
+                return Err(self.err(&p, format!("unknown userdb driver `{other}`; this build has: passwd-file, static, prefetch")));
             }
         };
         let mut p = at.to_vec();

@@ -337,7 +337,7 @@ impl Request {
                     "auth succeeded"
                 );
                 let mut reply = Reply::new("OK", self.id).field("user", user.as_bytes());
-                for (k, v) in fields.iter() {
+                for (k, v) in fields.iter().filter(|(k, _)| !k.starts_with("userdb_")) {
                     reply = reply.field(k, v.as_bytes());
                 }
                 if let Some(orig) = &original_user {
@@ -354,7 +354,7 @@ impl Request {
                     let cap = self.shared.max_requests_per_connection;
                     finished.retain(|_, f| f.at.elapsed() < self.shared.request_timeout);
                     if finished.len() < cap {
-                        finished.insert(self.id.0, FinishedLogin { user: user.clone(), mech: self.mech.name, at: Instant::now() });
+                        finished.insert(self.id.0, FinishedLogin { user: user.clone(), prefetch: crate::auth::prefetch_fields(&fields), mech: self.mech.name, at: Instant::now() });
                     }
                 }
                 self.reply(reply.finish()).await;

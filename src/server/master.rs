@@ -113,7 +113,7 @@ impl Master {
                     return Ok(());
                 };
                 let info = RequestInfo { mech: Some(login.mech), ..RequestInfo::default() };
-                match auth.lookup_user(&login.user, &info, true).await {
+                match auth.lookup_user_prefetched(&login.user, &info, true, Some(&login.prefetch)).await {
                     UserdbOutcome::Found(fields) => {
                         let mut reply = Reply::new("USER", id).raw(&crate::protocol::escape::escape(login.user.as_bytes()));
                         for (k, v) in fields.iter() {

@@ -91,6 +91,8 @@ pub(crate) struct LoginConnection {
 #[derive(Debug, Clone)]
 pub(crate) struct FinishedLogin {
     user: String,
+    /// The passdb's `userdb_*` fields, for a `prefetch` userdb.
+    prefetch: crate::auth::Fields,
     mech: &'static str,
     at: Instant,
 }

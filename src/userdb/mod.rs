@@ -1,6 +1,7 @@
 //! User databases: where a user's uid, gid, home and other mail settings come from.
 
 mod passwd_file;
+mod prefetch;
 mod static_;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use crate::config::{UserdbConfig, UserdbDriver};
 use crate::db::passwd_file::Files;
 
 pub use passwd_file::PasswdFile;
+pub use prefetch::Prefetch;
 pub use static_::Static;
 
 /// What a userdb found.
@@ -36,6 +38,8 @@ pub struct Lookup<'a> {
     /// Whether a passdb authenticated this user just before (REQUEST after AUTH), as opposed to
     /// a lookup by name (USER from lmtp or doveadm).
     pub authenticated: bool,
+    /// The `userdb_*` fields the passdb returned at login (prefix removed), for `prefetch`.
+    pub prefetch: Option<&'a Fields>,
 }
 
 /// A user database.
@@ -64,6 +68,7 @@ pub fn build(config: &UserdbConfig, pool: &Pool, files: &Arc<Files>) -> Arc<dyn 
         UserdbDriver::PasswdFile { path, username_format } => {
             Arc::new(PasswdFile::new(path.clone(), username_format.clone(), Arc::clone(files), pool.clone()))
         }
+        UserdbDriver::Prefetch => Arc::new(Prefetch),
         UserdbDriver::Static { fields, allow_all_users } => Arc::new(Static::new(fields.clone(), *allow_all_users)),
     }
 }
