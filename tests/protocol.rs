@@ -693,7 +693,7 @@ fn digest_md5_response(challenge: &str, user: &str, realm: &str, pass: &str) -> 
 async fn digest_md5_hashes_the_name_the_client_sent() {
     let d = Daemon::start("  mechanisms: [plain, digest-md5]\n  failure_delay: 0s").await;
     let stored = saslgate::scheme::generate(saslgate::scheme::Scheme::DigestMd5, b"dpw", "dig@example.org", None).unwrap();
-    std::fs::write(d.path("users.passwd"), format!("plain:{{PLAIN}}ppw\nplain@example.test:{{PLAIN}}qpw\ndig@example.org:{{DIGEST-MD5}}{stored}\n")).unwrap();
+    std::fs::write(d.path("users.passwd"), format!("plain:{{PLAIN}}ppw\nplain@example.test:{{PLAIN}}qpw\ndig@example.org:{{DIGEST-MD5}}{stored}\nu@ex@mple:{{PLAIN}}upw\n")).unwrap();
     let mut c = d.client().await;
     // (id, user as sent, realm, password, expected reply)
     let rows = [
@@ -703,6 +703,8 @@ async fn digest_md5_hashes_the_name_the_client_sent() {
         (4, "dig", "example.org", "dpw", "OK\t4\tuser=dig@example.org"),
         (5, "plain", "", "wrong", "FAIL\t5\tuser=plain"),
         (6, "dig", "example.org", "wrong", "FAIL\t6\tuser=dig@example.org"),
+        // A realm holding '@' is hashed as sent, not re-split.
+        (7, "u", "ex@mple", "upw", "OK\t7\tuser=u@ex@mple"),
     ];
     for (id, user, realm, pass, want) in rows {
         c.send(&format!("AUTH\t{id}\tDIGEST-MD5\tservice=imap\n")).await;

@@ -18,7 +18,7 @@
 use std::net::IpAddr;
 
 use super::var::Template;
-use super::{expand_for_user, Fields, RequestInfo};
+use super::{layer_fields, Fields, RequestInfo};
 use crate::passdb::{Lookup, Passdb, PassdbOutcome};
 use crate::scheme::{Scheme, StoredPassword};
 use crate::secret::Secret;
@@ -264,7 +264,7 @@ pub enum Op<'a> {
     Verify(&'a Secret),
     /// Fetch the credential in this scheme; for a user-dependent one derived from a plaintext
     /// password, hashed for this `name@realm` instead of the looked-up user.
-    Credentials(Scheme, Option<&'a str>),
+    Credentials(Scheme, Option<(&'a str, &'a str)>),
     /// Find the user, no password (master PASS).
     Lookup,
 }
@@ -302,14 +302,6 @@ pub struct ChainResult {
 
 /// Fields that steer the chain and are consumed by it.
 const PER_PASSDB_FIELDS: &[&str] = &["nopassword", "noauthenticate"];
-
-fn template_fields(templates: &[(String, Template)], user: &str, info: &RequestInfo) -> Fields {
-    let mut fields = Fields::new();
-    for (k, t) in templates {
-        fields.set(k, &expand_for_user(t, user, info));
-    }
-    fields
-}
 
 /// Whether `ip` is in `allow_nets` (comma/space separated CIDRs, `local` for no IP).
 pub fn ip_allowed(nets: &str, ip: Option<IpAddr>) -> bool {
@@ -510,7 +502,7 @@ impl super::Authenticator {
             }
             Op::Verify(password) => (self.verify_cached(index, stored, entry.db.default_scheme(), password, user).await, None),
             Op::Credentials(..) if nopassword => (PassdbOutcome::SchemeNotAvailable, None),
-            Op::Credentials(scheme, hash_user) => credential(stored, entry.db.default_scheme(), scheme, hash_user.unwrap_or(user), &self.pool).await,
+            Op::Credentials(scheme, identity) => credential(stored, entry.db.default_scheme(), scheme, user, identity, &self.pool).await,
         };
         (self.check_fields(outcome, &fields, info), fields, credential)
     }
@@ -535,14 +527,7 @@ impl super::Authenticator {
     }
 
     fn merge_templates(&self, entry: &PassdbEntry, user: &str, info: &RequestInfo, driver: Fields) -> Fields {
-        let mut fields = template_fields(&entry.rules.default_fields, user, info);
-        for (k, v) in driver.iter() {
-            fields.set(k, v);
-        }
-        for (k, v) in template_fields(&entry.rules.override_fields, user, info).iter() {
-            fields.set(k, v);
-        }
-        fields
+        layer_fields(&entry.rules.default_fields, &driver, &entry.rules.override_fields, user, info)
     }
 
     /// Fields that turn an OK into a failure: `allow_nets`, `allow_real_nets`, `fail`, and an
@@ -607,7 +592,10 @@ pub(crate) async fn verify(stored: &str, default: Scheme, password: &Secret, use
 
 /// The stored password as a credential in `wanted`: decoded when it is stored in that scheme
 /// (or an alias), generated when it is stored as plaintext, else `SchemeNotAvailable`.
-pub(crate) async fn credential(stored: &str, default: Scheme, wanted: Scheme, user: &str, pool: &crate::blocking::Pool) -> (PassdbOutcome, Option<Secret>) {
+///
+/// `identity` is the (name, realm) a DIGEST-MD5 client hashed; a credential derived from a
+/// plaintext password is hashed over exactly those.
+pub(crate) async fn credential(stored: &str, default: Scheme, wanted: Scheme, user: &str, identity: Option<(&str, &str)>, pool: &crate::blocking::Pool) -> (PassdbOutcome, Option<Secret>) {
     let not_available = (PassdbOutcome::SchemeNotAvailable, None);
     if stored.is_empty() {
         return not_available;
@@ -636,6 +624,9 @@ pub(crate) async fn credential(stored: &str, default: Scheme, wanted: Scheme, us
     let Ok(plain) = stored.decoded() else {
         return not_available;
     };
+    if let (Scheme::DigestMd5, Some((name, realm))) = (wanted, identity) {
+        return (PassdbOutcome::Ok, Some(Secret::new(crate::scheme::digest_md5_credential(name, realm, &plain))));
+    }
     let user = user.to_owned();
     let convert = move || -> Option<Secret> {
         let text = crate::scheme::generate(wanted, &plain, &user, None).ok()?;

@@ -180,6 +180,31 @@ pub fn expand_for_user(template: &Template, user: &str, info: &RequestInfo) -> S
     template.expand(|v| info.var(v, user, str::to_owned))
 }
 
+/// Expands field templates (`fields`, `default_fields`, `override_fields`) for a user.
+pub fn expand_fields(templates: &[(String, Template)], user: &str, info: &RequestInfo) -> Fields {
+    let mut fields = Fields::new();
+    for (k, t) in templates {
+        fields.set(k, &expand_for_user(t, user, info));
+    }
+    fields
+}
+
+/// A database's fields with its templates around them: `default_fields` first (a value the
+/// driver sets wins), then the driver's fields, then `override_fields` (they win).
+pub fn layer_fields(defaults: &[(String, Template)], driver: &Fields, overrides: &[(String, Template)], user: &str, info: &RequestInfo) -> Fields {
+    let mut fields = Fields::new();
+    for (k, t) in defaults.iter().filter(|(k, _)| !driver.contains(k)) {
+        fields.set(k, &expand_for_user(t, user, info));
+    }
+    for (k, v) in driver.iter() {
+        fields.set(k, v);
+    }
+    for (k, v) in expand_fields(overrides, user, info).iter() {
+        fields.set(k, v);
+    }
+    fields
+}
+
 /// Expands a template whose result is a file path: substituted values lose any `/` and `..`.
 pub fn expand_for_path(template: &Template, user: &str, info: &RequestInfo) -> String {
     template.expand(|v| info.var(v, user, crate::db::passwd_file::path_safe))
@@ -502,8 +527,8 @@ impl Authenticator {
             return CredentialsOutcome::Failed(Failure { original_user, ..Failure::plain(Some(user), "master user login attempted without master passdbs") });
         }
         // DIGEST-MD5 from a plaintext password hashes the name and realm the client used.
-        let hash_user = req.hash_identity.as_ref().map(|(name, realm)| format!("{name}@{realm}"));
-        let mut result = self.passdb_chain(&user, info, chain::Op::Credentials(req.scheme, hash_user.as_deref())).await;
+        let identity = req.hash_identity.as_ref().map(|(name, realm)| (name.as_str(), realm.as_str()));
+        let mut result = self.passdb_chain(&user, info, chain::Op::Credentials(req.scheme, identity)).await;
         let credential = result.credential.take();
         match (self.finish(result, given, Some(req.scheme), info), credential) {
             (AuthOutcome::Success { user, original_user, fields }, Some(credential)) => CredentialsOutcome::Found { user, original_user, fields, credential },
@@ -572,16 +597,9 @@ impl Authenticator {
             };
             let rule = match outcome {
                 UserdbOutcome::Found(found) => {
-                    for (k, t) in &entry.rules.default_fields {
-                        if !found.contains(k) {
-                            fields.set(k, &expand_for_user(t, user, info));
-                        }
-                    }
-                    for (k, v) in found.iter() {
+                    let layered = layer_fields(&entry.rules.default_fields, &found, &entry.rules.override_fields, user, info);
+                    for (k, v) in layered.iter() {
                         fields.set(k, v);
-                    }
-                    for (k, t) in &entry.rules.override_fields {
-                        fields.set(k, &expand_for_user(t, user, info));
                     }
                     snapshot = fields.clone();
                     last_found = true;

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::{Lookup, Passdb, PassdbOutcome, PassdbReply};
 use crate::auth::var::Template;
-use crate::auth::{expand_for_user, Fields};
+use crate::auth::{expand_fields, expand_for_user};
 use crate::scheme::Scheme;
 
 /// The static passdb.
@@ -30,10 +30,7 @@ impl Passdb for Static {
     }
 
     async fn lookup(&self, lookup: Lookup<'_>) -> PassdbReply {
-        let mut fields = Fields::new();
-        for (k, t) in &self.fields {
-            fields.set(k, &expand_for_user(t, lookup.user, lookup.info));
-        }
+        let fields = expand_fields(&self.fields, lookup.user, lookup.info);
         PassdbReply {
             outcome: PassdbOutcome::Ok,
             fields,

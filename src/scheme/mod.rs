@@ -568,6 +568,13 @@ fn random_salt_chars(len: usize) -> Result<String, SchemeError> {
         .collect())
 }
 
+/// The DIGEST-MD5 credential `MD5(name:realm:password)` for a name and realm as a client sent
+/// them. Unlike `generate(DigestMd5, …, "name@realm")`, nothing is split, so a realm (or name)
+/// holding `@` is hashed exactly as the client hashed it.
+pub fn digest_md5_credential(name: &str, realm: &str, password: &[u8]) -> Vec<u8> {
+    digest::hash::<md5::Md5>(&[name.as_bytes(), b":", realm.as_bytes(), b":", password])
+}
+
 /// Returns the value WITHOUT the `{SCHEME}` prefix, in Dovecot's default encoding, exactly as
 /// `doveadm pw -s SCHEME [-r ROUNDS]` would (random salt where the scheme has one). `rounds`
 /// follows Dovecot: cost for BLF-CRYPT/CRYPT, rounds for SHA*-CRYPT and PBKDF2, ops limit for

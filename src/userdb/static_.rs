@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use super::{Lookup, Userdb, UserdbOutcome};
 use crate::auth::var::Template;
-use crate::auth::{expand_for_user, Fields};
+use crate::auth::expand_fields;
 
 /// The static userdb.
 #[derive(Debug)]
@@ -28,11 +28,7 @@ impl Userdb for Static {
     }
 
     async fn lookup(&self, lookup: Lookup<'_>) -> UserdbOutcome {
-        let mut fields = Fields::new();
-        for (key, template) in &self.fields {
-            fields.set(key, &expand_for_user(template, lookup.user, lookup.info));
-        }
-        UserdbOutcome::Found(fields)
+        UserdbOutcome::Found(expand_fields(&self.fields, lookup.user, lookup.info))
     }
 
     async fn iterate(&self) -> Option<Result<Vec<String>, String>> {
