@@ -414,3 +414,19 @@ async fn an_empty_stored_password_is_no_password() {
     // The explicit way to accept any password.
     assert!(is_ok(&plain(&s, "c", "anything").await));
 }
+
+#[tokio::test]
+async fn passwd_file_userdb_resolves_uid_and_gid_names() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users"), "n:{PLAIN}pw:nobody:nogroup::/h::\nbad:{PLAIN}pw:no-such-user-here::::\n").unwrap();
+    let yaml = "listeners:\n  - { path: s }\npassdbs:\n  - { driver: passwd-file, path: users }\nuserdbs:\n  - { driver: passwd-file, path: users }\n";
+    let config = saslgate::config::parse(yaml, "t.yaml", dir.path()).unwrap();
+    let pool = saslgate::blocking::Pool::new(1, 16).unwrap();
+    let s = Setup { auth: Authenticator::from_config(&config, &pool), _dir: dir };
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid.to_string();
+    let nogroup = nix::unistd::Group::from_name("nogroup").unwrap().unwrap().gid.to_string();
+    assert_eq!(user_fields(&s, "n").await, kv(&[("uid", &nobody), ("gid", &nogroup), ("home", "/h")]));
+    // An unknown name is a temporary failure, not a login with a wrong uid.
+    let info = RequestInfo { service: "lmtp".into(), ..RequestInfo::default() };
+    assert!(matches!(s.auth.lookup_user("bad", &info, false).await, saslgate::userdb::UserdbOutcome::InternalFailure(_)));
+}

@@ -70,11 +70,20 @@ impl Userdb for PasswdFile {
         };
         let mut fields = Fields::new();
         for (value, key, group) in [(&entry.uid, "uid", false), (&entry.gid, "gid", true)] {
-            if let Some(value) = value {
-                match numeric_id(value, group) {
-                    Some(id) => fields.set(key, &id),
-                    None => return UserdbOutcome::InternalFailure(format!("invalid {key} {value}")),
+            let Some(value) = value else { continue };
+            let id = if value.bytes().all(|b| b.is_ascii_digit()) {
+                Some(value.clone())
+            } else {
+                // A name goes through NSS, which may ask LDAP or the network: not on the reactor.
+                let (name, pool) = (value.clone(), &self.pool);
+                match pool.run(move || numeric_id(&name, group)).await {
+                    Ok(id) => id,
+                    Err(e) => return UserdbOutcome::InternalFailure(e.to_string()),
                 }
+            };
+            match id {
+                Some(id) => fields.set(key, &id),
+                None => return UserdbOutcome::InternalFailure(format!("invalid {key} {value}")),
             }
         }
         if let Some(home) = &entry.home {
