@@ -763,3 +763,18 @@ async fn prefetch_userdb_answers_request_from_the_login() {
     m.send("USER\t6\tpf\tservice=lmtp\n").await;
     assert_eq!(m.line().await, "USER\t6\tpf\tuid=7777\tgid=1000\thome=/srv/pf");
 }
+
+#[tokio::test]
+async fn proxy_answers_carry_the_password_only_on_login_sockets() {
+    let d = Daemon::start(NO_DELAY).await;
+    std::fs::write(d.path("users.passwd"), "px:{PLAIN}secret::::::proxy host=10.1.1.1\nown:{PLAIN}secret::::::proxy=y pass=backendpw\n").unwrap();
+    let mut login = Conn::open(&d.path("auth-login")).await;
+    login.handshake(2).await;
+    login.send(&format!("AUTH\t1\tPLAIN\tservice=imap\tresp={}\n", b64(b"\0px\0secret"))).await;
+    assert_eq!(login.line().await, "OK\t1\tuser=px\tproxy\thost=10.1.1.1\tpass=secret");
+    login.send(&format!("AUTH\t2\tPLAIN\tservice=imap\tresp={}\n", b64(b"\0own\0secret"))).await;
+    assert_eq!(login.line().await, "OK\t2\tuser=own\tproxy\tpass=backendpw");
+    let mut client = d.client().await;
+    client.send(&format!("AUTH\t3\tPLAIN\tservice=smtp\tresp={}\n", b64(b"\0px\0secret"))).await;
+    assert_eq!(client.line().await, "OK\t3\tuser=px\tproxy\thost=10.1.1.1");
+}

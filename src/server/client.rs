@@ -410,7 +410,19 @@ impl Request {
                 },
                 Step::VerifyPlain(creds) => {
                     self.account_wait(&creds.authcid).await;
-                    return End::Done(auth.verify_plain(&self.info, &creds).await, None);
+                    let mut outcome = auth.verify_plain(&self.info, &creds).await;
+                    // A proxy answer on a login socket carries the client's password, so the
+                    // login process can log in to the backend (unless the passdb gave `pass`).
+                    // Never on auth-only sockets: Postfix has no use for it.
+                    if let AuthOutcome::Success { fields, .. } = &mut outcome {
+                        let proxied = fields.contains("proxy") || fields.contains("proxy_maybe");
+                        if self.login.is_some() && proxied && !fields.contains("pass") {
+                            if let Ok(password) = std::str::from_utf8(creds.password.expose()) {
+                                fields.set("pass", password);
+                            }
+                        }
+                    }
+                    return End::Done(outcome, None);
                 }
                 Step::Anonymous { trace } => {
                     tracing::debug!(id = self.id.0, trace = %trace, "anonymous login");
