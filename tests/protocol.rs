@@ -40,10 +40,15 @@ impl Daemon {
         std::fs::write(dir.path().join("users.passwd"), USERS).unwrap();
         // Most tests fail many logins from one (absent) rip: no penalty unless a test asks.
         let auth = if auth.contains("penalty_max") { auth.to_owned() } else { format!("{auth}\n  penalty_max: 0s") };
-        // A test may bring its own userdbs.
+        // A test may bring its own listeners and userdbs.
+        let listeners = if extra.contains("listeners:") {
+            ""
+        } else {
+            "listeners:\n  - { path: auth-client }\n  - { path: auth-login }\n  - { path: auth-master }\n  - { path: auth-userdb }\n"
+        };
         let userdbs = if extra.contains("userdbs:") { "" } else { "userdbs:\n  - { driver: passwd-file, path: users.passwd }\n" };
         let yaml = format!(
-            "listeners:\n  - {{ path: auth-client }}\n  - {{ path: auth-login }}\n  - {{ path: auth-master }}\n  - {{ path: auth-userdb }}\n\
+            "{listeners}\
 auth:\n{auth}\npassdbs:\n  - {{ driver: passwd-file, path: users.passwd, scheme: PLAIN }}\n{userdbs}{extra}"
         );
         let config = config::parse(&yaml, "test.yaml", dir.path()).unwrap();
@@ -777,4 +782,23 @@ async fn proxy_answers_carry_the_password_only_on_login_sockets() {
     let mut client = d.client().await;
     client.send(&format!("AUTH\t3\tPLAIN\tservice=smtp\tresp={}\n", b64(b"\0px\0secret"))).await;
     assert_eq!(client.line().await, "OK\t3\tuser=px\tproxy\thost=10.1.1.1");
+}
+
+#[tokio::test]
+async fn a_listener_can_refuse_plaintext_whatever_the_service() {
+    let d = Daemon::start_with(
+        NO_DELAY,
+        "listeners:\n  - { path: auth-client, disable_plaintext_auth: true }\n  - { path: auth-open }\n",
+    )
+    .await;
+    let alice = b64(b"\0alice\0secret");
+    let mut strict = d.client().await;
+    strict.send(&format!("AUTH\t1\tPLAIN\tservice=smtp\trip=192.0.2.1\tresp={alice}\n")).await;
+    assert_eq!(strict.line().await, "FAIL\t1\treason=Plaintext authentication disallowed on non-secure (SSL/TLS) connections.");
+    strict.send(&format!("AUTH\t2\tPLAIN\tservice=smtp\trip=192.0.2.1\tsecured\tresp={alice}\n")).await;
+    assert!(strict.line().await.starts_with("OK\t2\t"));
+    let mut open = Conn::open(&d.path("auth-open")).await;
+    open.handshake(2).await;
+    open.send(&format!("AUTH\t3\tPLAIN\tservice=smtp\trip=192.0.2.1\tresp={alice}\n")).await;
+    assert!(open.line().await.starts_with("OK\t3\t"));
 }

@@ -106,6 +106,8 @@ pub struct RequestInfo {
     pub cert_username: Option<String>,
     /// Per-request debug logging.
     pub debug: bool,
+    /// The listener's own `disable_plaintext_auth`, when it sets one.
+    pub disable_plaintext_auth: Option<bool>,
 }
 
 impl RequestInfo {
@@ -125,6 +127,7 @@ impl RequestInfo {
             valid_client_cert: params.valid_client_cert,
             cert_username: params.cert_username.clone().filter(|u| params.valid_client_cert && !u.is_empty()),
             debug: params.debug,
+            disable_plaintext_auth: None,
         }
     }
 
@@ -144,6 +147,7 @@ impl RequestInfo {
             valid_client_cert: false,
             cert_username: None,
             debug: info.get("debug").is_some(),
+            disable_plaintext_auth: None,
         }
     }
 
@@ -355,7 +359,8 @@ impl Authenticator {
         if s.ssl_username_from_cert && info.valid_client_cert && info.cert_username.is_none() {
             return Some(CERT_WITHOUT_USERNAME);
         }
-        let no_plaintext = policy.and_then(|p| p.disable_plaintext_auth).unwrap_or(s.disable_plaintext_auth);
+        // The listener's setting wins, then the service's, then the global one.
+        let no_plaintext = info.disable_plaintext_auth.or(policy.and_then(|p| p.disable_plaintext_auth)).unwrap_or(s.disable_plaintext_auth);
         if plaintext_mech && no_plaintext && !self.is_secured(info) {
             return Some(PLAINTEXT_DISALLOWED);
         }

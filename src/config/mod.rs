@@ -95,6 +95,9 @@ pub struct ListenerConfig {
     pub user: Option<String>,
     /// Group, by name.
     pub group: Option<String>,
+    /// This listener's `disable_plaintext_auth` (client protocol), over the service's and the
+    /// global setting.
+    pub disable_plaintext_auth: Option<bool>,
 }
 
 /// A validated passdb block: the driver and its chain rules.
@@ -458,7 +461,10 @@ impl Validator<'_> {
                 Some(serde_norway::Value::String(s)) => parse_mode(s).ok_or_else(|| self.err(&at("mode"), format!("`{s}` is not an octal mode; write it quoted, like \"0660\"")))?,
                 Some(_) => return Err(self.err(&at("mode"), "write the mode as a quoted octal string, like \"0660\" (an unquoted number is ambiguous in YAML)")),
             };
-            out.push(ListenerConfig { path, kind, mode, user: l.user.clone(), group: l.group.clone() });
+            if l.disable_plaintext_auth.is_some() && !kind.is_client() {
+                return Err(self.err(&at("disable_plaintext_auth"), "only client and login listeners authenticate; remove this setting"));
+            }
+            out.push(ListenerConfig { path, kind, mode, user: l.user.clone(), group: l.group.clone(), disable_plaintext_auth: l.disable_plaintext_auth });
         }
         Ok(out)
     }

@@ -40,6 +40,7 @@ pub(crate) struct Listener {
     pub(crate) mode: Option<serde_norway::Value>,
     pub(crate) user: Option<String>,
     pub(crate) group: Option<String>,
+    pub(crate) disable_plaintext_auth: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

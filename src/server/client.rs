@@ -51,6 +51,15 @@ pub async fn serve<S>(stream: S, shared: Arc<Shared>, login: bool)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    serve_with(stream, shared, login, None).await;
+}
+
+/// [`serve`] for a listener with its own `disable_plaintext_auth` (which wins over the
+/// service's and the global setting).
+pub async fn serve_with<S>(stream: S, shared: Arc<Shared>, login: bool, disable_plaintext_auth: Option<bool>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let (mut reader, mut writer) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
     let cuid = shared.next_cuid();
@@ -79,7 +88,7 @@ where
     });
 
     let requests = Arc::new(Requests::default());
-    let mut conn = Connection { shared: Arc::clone(&shared), tx, requests: Arc::clone(&requests), login, cookie, minor: 0, cpid: None, login_entry: None };
+    let mut conn = Connection { shared: Arc::clone(&shared), tx, requests: Arc::clone(&requests), login, disable_plaintext_auth, cookie, minor: 0, cpid: None, login_entry: None };
     if let Err(e) = conn.read_loop(&mut reader).await {
         tracing::warn!(cuid, "closing client connection: {e}");
     }
@@ -104,6 +113,7 @@ struct Connection {
     tx: mpsc::Sender<Vec<u8>>,
     requests: Arc<Requests>,
     login: bool,
+    disable_plaintext_auth: Option<bool>,
     cookie: [u8; 16],
     minor: u32,
     cpid: Option<u32>,
@@ -215,7 +225,7 @@ impl Connection {
                 let request = Request {
                     id: auth.id,
                     mech,
-                    info: RequestInfo::from_auth(&auth.params, mech.name, self.cpid),
+                    info: RequestInfo { disable_plaintext_auth: self.disable_plaintext_auth, ..RequestInfo::from_auth(&auth.params, mech.name, self.cpid) },
                     no_penalty: auth.params.no_penalty,
                     final_resp_ok: auth.params.final_resp_ok,
                     shared: Arc::clone(&self.shared),

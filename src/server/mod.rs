@@ -23,7 +23,7 @@ use crate::auth::Authenticator;
 use crate::config::{Config, ListenerConfig, ListenerKind};
 use crate::sasl::{MechContext, MechInfo};
 
-pub use client::serve as serve_client;
+pub use client::{serve as serve_client, serve_with as serve_client_with};
 pub use master::serve as serve_master;
 
 /// State shared by every connection of a running daemon.
@@ -142,7 +142,7 @@ async fn accept_loop(listener: UnixListener, config: ListenerConfig, shared: Arc
             let peer = stream.peer_cred().ok();
             match config.kind {
                 ListenerKind::Client | ListenerKind::Login => {
-                    client::serve(stream, shared, config.kind == ListenerKind::Login).await;
+                    client::serve_with(stream, shared, config.kind == ListenerKind::Login, config.disable_plaintext_auth).await;
                 }
                 ListenerKind::Master | ListenerKind::Userdb => {
                     let access = master::Access::for_peer(&config, peer.as_ref());
