@@ -130,7 +130,10 @@ fn init_logging(level: &str) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SASLGATE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     use std::io::IsTerminal as _;
     let ansi = std::io::stderr().is_terminal();
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(std::io::stderr());
+    // The writer thread flushes after each batch it drains, so a buffer turns a burst of lines
+    // into one write(2) without holding any line back.
+    let stderr = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(false).finish(stderr);
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(writer).init();
     guard
 }

@@ -339,6 +339,7 @@ impl Request {
                     p.succeeded(&user);
                 }
                 tracing::info!(
+                    target: "saslgate::auth::ok",
                     rip = %self.rip_text(),
                     user = ?sanitize(user.as_bytes(), 128),
                     mech = %self.mech.name,
@@ -538,6 +539,7 @@ impl Request {
     /// text a client chose is quoted and escaped, so no user name can forge another IP.
     fn log_failure(&self, user: Option<&str>, reason: &str) {
         tracing::info!(
+            target: "saslgate::auth::fail",
             rip = %self.rip_text(),
             user = ?user.map(|u| sanitize(u.as_bytes(), 128)).unwrap_or_default(),
             mech = %self.mech.name,
