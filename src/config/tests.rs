@@ -116,3 +116,15 @@ fn embedded_default_loads() {
     assert_eq!(c.listeners.len(), 4);
     assert_eq!(c.listeners.iter().map(|l| l.kind).collect::<Vec<_>>(), [ListenerKind::Client, ListenerKind::Login, ListenerKind::Master, ListenerKind::Userdb]);
 }
+
+#[test]
+fn the_packaged_config_loads() {
+    // The Debian package's config names /etc/saslgate/users.passwd: point it at a temp copy.
+    let dir = tempfile::tempdir().unwrap();
+    let packaging = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging");
+    std::fs::copy(packaging.join("users.passwd"), dir.path().join("users.passwd")).unwrap();
+    let text = std::fs::read_to_string(packaging.join("saslgate.yaml")).unwrap().replace("/etc/saslgate/", &format!("{}/", dir.path().display()));
+    let c = parse(&text, "packaging/saslgate.yaml", dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.user.as_deref(), Some("saslgate"));
+    assert!(c.listeners.iter().all(|l| l.path.starts_with("/run/saslgate")));
+}
