@@ -246,6 +246,12 @@ impl Template {
         self.pieces.iter().any(|p| matches!(p, Piece::Var(v, ..) if *v == var))
     }
 
+    /// Whether the result depends on the user (`%u`, `%n`, `%d`): a path with one file per user
+    /// or domain, which cannot be checked at start-up or listed.
+    pub fn is_per_user(&self) -> bool {
+        self.uses(Var::User) || self.uses(Var::Username) || self.uses(Var::Domain)
+    }
+
     /// Expands the template; `lookup` gives each variable's value (empty when unknown).
     pub fn expand(&self, lookup: impl Fn(Var) -> String) -> String {
         let mut out = String::new();

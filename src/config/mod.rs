@@ -526,7 +526,7 @@ impl Validator<'_> {
         let raw = db.path.as_deref().ok_or_else(|| self.err(&p, format!("driver {} needs `path`, the passwd-file to read", db.driver)))?;
         let resolved = self.resolve(raw);
         let template = self.template(&p, &resolved.to_string_lossy())?;
-        if template.uses(crate::auth::var::Var::User) || template.uses(crate::auth::var::Var::Domain) || template.uses(crate::auth::var::Var::Username) {
+        if template.is_per_user() {
             return Ok(template);
         }
         if !resolved.exists() {

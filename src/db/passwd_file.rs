@@ -228,6 +228,22 @@ impl Files {
     }
 }
 
+/// The users of `path` without blocking the reactor: parsed and unchanged, at once (one
+/// `stat`); otherwise (re-)read on the blocking pool. With `missing_is_empty` (a per-domain
+/// path), a file that does not exist holds no users: an unknown domain, not an error.
+pub async fn load(files: &Arc<Files>, path: PathBuf, pool: &crate::blocking::Pool, missing_is_empty: bool) -> Result<Arc<Users>, String> {
+    if let Some(users) = files.fresh(&path) {
+        return Ok(users);
+    }
+    let files = Arc::clone(files);
+    match pool.run(move || files.users(&path)).await {
+        Ok(Ok(users)) => Ok(users),
+        Ok(Err(LoadError::Missing(_))) if missing_is_empty => Ok(Arc::default()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn io_error(path: &Path, err: std::io::Error) -> LoadError {
     if err.kind() == std::io::ErrorKind::NotFound {
         LoadError::Missing(path.to_owned())

@@ -59,10 +59,6 @@ impl PassdbReply {
         PassdbReply { outcome, fields: Fields::new(), stored_password: None }
     }
 
-    /// A reply with fields and no stored password.
-    pub fn with_fields(outcome: PassdbOutcome, fields: Fields) -> PassdbReply {
-        PassdbReply { outcome, fields, stored_password: None }
-    }
 }
 
 /// One lookup: the (translated) user name and the request it belongs to.
@@ -100,10 +96,6 @@ pub trait Passdb: Send + Sync + std::fmt::Debug {
         Scheme::Crypt
     }
 
-    /// Whether this driver can ever provide a credential (PAM and LDAP bind cannot).
-    fn can_lookup_credentials(&self) -> bool {
-        true
-    }
 }
 
 /// Builds a passdb from its validated config.

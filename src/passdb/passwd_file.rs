@@ -8,10 +8,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{Lookup, Passdb, PassdbOutcome, PassdbReply};
-use crate::auth::var::Template;
+use crate::auth::var::{Template, Var};
 use crate::auth::{expand_for_path, expand_for_user};
 use crate::blocking::Pool;
-use crate::db::passwd_file::{Entry, Files, LoadError};
+use crate::db::passwd_file::{self, Entry, Files};
 use crate::scheme::Scheme;
 
 /// The passwd-file passdb.
@@ -33,21 +33,11 @@ impl PasswdFile {
     async fn entry(&self, lookup: Lookup<'_>) -> Result<Option<Entry>, PassdbOutcome> {
         let path = std::path::PathBuf::from(expand_for_path(&self.path, lookup.user, lookup.info));
         let key = expand_for_user(&self.username_format, lookup.user, lookup.info);
-        let users = if let Some(users) = self.files.fresh(&path) {
-            Ok(users)
-        } else {
-            let files = Arc::clone(&self.files);
-            let p = path.clone();
-            self.pool
-                .run(move || files.users(&p))
-                .await
-                .map_err(|e| PassdbOutcome::InternalFailure(e.to_string()))?
-        };
-        match users {
+        // A per-domain file that does not exist means an unknown domain.
+        let missing_is_empty = self.path.uses(Var::Domain);
+        match passwd_file::load(&self.files, path, &self.pool, missing_is_empty).await {
             Ok(users) => Ok(users.get(&key).cloned()),
-            // A per-domain file that does not exist means an unknown domain.
-            Err(LoadError::Missing(_)) if self.path.uses(crate::auth::var::Var::Domain) => Ok(None),
-            Err(e) => Err(PassdbOutcome::InternalFailure(e.to_string())),
+            Err(e) => Err(PassdbOutcome::InternalFailure(e)),
         }
     }
 }

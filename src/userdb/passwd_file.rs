@@ -8,7 +8,7 @@ use super::{Lookup, Userdb, UserdbOutcome};
 use crate::auth::var::{Template, Var};
 use crate::auth::{expand_for_path, expand_for_user, Fields};
 use crate::blocking::Pool;
-use crate::db::passwd_file::{Files, LoadError};
+use crate::db::passwd_file::{self, Files};
 
 /// The passwd-file userdb.
 #[derive(Debug)]
@@ -25,26 +25,14 @@ impl PasswdFile {
         PasswdFile { path, username_format, files, pool }
     }
 
-    async fn users(&self, path: std::path::PathBuf) -> Result<Arc<crate::db::passwd_file::Users>, String> {
-        if let Some(users) = self.files.fresh(&path) {
-            return Ok(users);
-        }
-        let files = Arc::clone(&self.files);
-        let missing_ok = self.path.uses(Var::Domain);
-        match self.pool.run(move || files.users(&path)).await {
-            Ok(Ok(users)) => Ok(users),
-            Ok(Err(LoadError::Missing(_))) if missing_ok => Ok(Arc::default()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(e.to_string()),
-        }
+    async fn users(&self, path: std::path::PathBuf) -> Result<Arc<passwd_file::Users>, String> {
+        passwd_file::load(&self.files, path, &self.pool, self.path.uses(Var::Domain)).await
     }
 }
 
-/// A uid or gid field: a number, or a name resolved through the system's user database.
-fn numeric_id(value: &str, group: bool) -> Option<String> {
-    if value.bytes().all(|b| b.is_ascii_digit()) {
-        return Some(value.to_owned());
-    }
+/// A uid or gid given as a name, resolved through the system's user database (NSS: call it on
+/// the blocking pool).
+fn resolve_id_name(value: &str, group: bool) -> Option<String> {
     if group {
         nix::unistd::Group::from_name(value).ok().flatten().map(|g| g.gid.to_string())
     } else {
@@ -76,7 +64,7 @@ impl Userdb for PasswdFile {
             } else {
                 // A name goes through NSS, which may ask LDAP or the network: not on the reactor.
                 let (name, pool) = (value.clone(), &self.pool);
-                match pool.run(move || numeric_id(&name, group)).await {
+                match pool.run(move || resolve_id_name(&name, group)).await {
                     Ok(id) => id,
                     Err(e) => return UserdbOutcome::InternalFailure(e.to_string()),
                 }
@@ -98,7 +86,7 @@ impl Userdb for PasswdFile {
     }
 
     async fn iterate(&self) -> Option<Result<Vec<String>, String>> {
-        if self.path.uses(Var::Domain) || self.path.uses(Var::User) || self.path.uses(Var::Username) {
+        if self.path.is_per_user() {
             return None; // per-user files cannot be listed
         }
         let path = std::path::PathBuf::from(self.path.source());
