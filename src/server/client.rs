@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
@@ -29,6 +29,15 @@ struct Slot {
     cont: mpsc::Sender<Vec<u8>>,
     awaiting_cont: Arc<AtomicBool>,
     task: Option<AbortHandle>,
+}
+
+impl Slot {
+    /// Stops the request's task; it will never write a reply.
+    fn stop(self) {
+        if let Some(task) = self.task {
+            task.abort();
+        }
+    }
 }
 
 /// The connection's live requests. A std Mutex: every critical section is a map operation.
@@ -94,9 +103,7 @@ where
     }
     // The peer is gone or broke the protocol: stop its requests; their replies are discarded.
     for (_, slot) in requests.lock().drain() {
-        if let Some(task) = slot.task {
-            task.abort();
-        }
+        slot.stop();
     }
     if let (Some(cpid), Some(entry)) = (conn.cpid, &conn.login_entry) {
         let mut logins = shared.logins();
@@ -155,13 +162,7 @@ impl Connection {
                 };
                 buf.drain(..consumed);
             }
-            // Read at most up to the line limit (`next_line` rejects a full buffer without LF),
-            // growing the buffer only as data comes: an idle connection holds almost nothing.
-            let room = CLIENT_MAX_LINE - buf.len();
-            buf.reserve(room.min(4096));
-            // A read error ends the connection like EOF does.
-            let n = (&mut *reader).take(room as u64).read_buf(&mut buf).await.unwrap_or(0);
-            if n == 0 {
+            if super::read_more(reader, &mut buf, CLIENT_MAX_LINE).await == 0 {
                 return Ok(());
             }
         }
@@ -260,9 +261,7 @@ impl Connection {
                         }
                         Some(_) => {
                             if let Some(slot) = requests.remove(&id.0) {
-                                if let Some(task) = slot.task {
-                                    task.abort();
-                                }
+                                slot.stop();
                             }
                             Some(b"Unexpected continuation".as_slice())
                         }
@@ -275,9 +274,7 @@ impl Connection {
             }
             ClientCommand::Cancel { id } => {
                 if let Some(slot) = self.requests.lock().remove(&id) {
-                    if let Some(task) = slot.task {
-                        task.abort();
-                    }
+                    slot.stop();
                 }
                 if let Some(entry) = &self.login_entry {
                     entry.finished.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);

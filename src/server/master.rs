@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use subtle::ConstantTimeEq;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 
 use super::Shared;
 use crate::auth::{PassLookup, RequestInfo};
@@ -73,7 +73,7 @@ impl Master {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let mut buf: Vec<u8> = Vec::with_capacity(MASTER_MAX_LINE);
+        let mut buf: Vec<u8> = Vec::new();
         let mut handshaken = false;
         loop {
             while let Frame::Line { len, consumed } = next_line(&buf, MASTER_MAX_LINE)? {
@@ -91,11 +91,7 @@ impl Master {
                     return Ok(());
                 }
             }
-            let start = buf.len();
-            buf.resize(MASTER_MAX_LINE, 0);
-            let n = reader.read(&mut buf[start..]).await.unwrap_or(0);
-            buf.truncate(start + n);
-            if n == 0 {
+            if super::read_more(reader, &mut buf, MASTER_MAX_LINE).await == 0 {
                 return Ok(());
             }
         }

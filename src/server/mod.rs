@@ -97,6 +97,17 @@ pub(crate) struct FinishedLogin {
     at: Instant,
 }
 
+/// Reads more input into `buf`, never past `max` bytes of unprocessed input (a full buffer
+/// without a line feed is then rejected by `protocol::line::next_line`). The buffer grows only
+/// as data comes, so an idle connection holds almost nothing. Returns 0 at EOF; a read error
+/// ends the connection like EOF does.
+async fn read_more<R: tokio::io::AsyncRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>, max: usize) -> usize {
+    use tokio::io::AsyncReadExt as _;
+    let room = max.saturating_sub(buf.len());
+    buf.reserve(room.min(4096));
+    reader.take(room as u64).read_buf(buf).await.unwrap_or(0)
+}
+
 /// Serves `listeners` until `shutdown` completes.
 pub async fn run(
     listeners: Vec<(UnixListener, ListenerConfig)>,
