@@ -1,3 +1,5 @@
-//! Databases shared by a passdb and a userdb of the same kind.
+//! Code shared by the drivers: parsers and caches a passdb and a userdb of the same kind both
+//! use (passwd-file), and the transport to helper processes that mechanisms talk to.
 
+pub mod helper;
 pub mod passwd_file;

@@ -102,8 +102,10 @@ impl MechContext {
 /// What a mechanism needs from the passdbs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PassdbNeed {
-    /// Nothing (ANONYMOUS, helpers that decide themselves).
+    /// Nothing (ANONYMOUS).
     Nothing,
+    /// A helper process that authenticates by itself (winbind's `ntlm_auth`); no passdb.
+    Helper,
     /// A plaintext password check (`verify_plain`).
     VerifyPlain,
     /// The stored credential in this scheme (a plaintext password is converted to it).
@@ -164,6 +166,19 @@ pub enum Step {
         /// The client's trace text, for the log.
         trace: String,
     },
+    /// Hand these bytes to the mechanism's helper process (winbind's `ntlm_auth` for NTLM and
+    /// GSS-SPNEGO), then give its answer to [`Mechanism::helper_reply`]. One exchange talks to
+    /// one helper from its first call to its last.
+    Helper(Vec<u8>),
+    /// The mechanism (through its helper) authenticated this user itself: no passdb is asked.
+    /// The request layer applies its user-name rules, and the userdb chain runs as for any
+    /// login. `final_data` is sent before or with the OK, as for [`Step::Success`].
+    Authenticated {
+        /// The user name the helper vouched for, as it gave it (e.g. `DOMAIN\user`).
+        user: String,
+        /// Final server data (a last GSS-SPNEGO token), if any.
+        final_data: Option<Vec<u8>>,
+    },
     /// Log in as the user named by the client certificate, with an empty password.
     External {
         /// The requested authorization identity, when given and not empty.
@@ -216,6 +231,9 @@ pub enum MechFailure {
     PasswordMismatch,
     /// The stored credential cannot be used (wrong length, malformed).
     BadCredential,
+    /// The helper answered something this mechanism cannot use (or said it is broken): the
+    /// request is a temporary failure, and the helper is not trusted again.
+    HelperBroken(&'static str),
 }
 
 impl fmt::Display for MechFailure {
@@ -225,6 +243,7 @@ impl fmt::Display for MechFailure {
             MechFailure::UnexpectedInput => f.write_str("unexpected input"),
             MechFailure::PasswordMismatch => f.write_str("password mismatch"),
             MechFailure::BadCredential => f.write_str("the stored credential is not usable"),
+            MechFailure::HelperBroken(why) => write!(f, "helper failure: {why}"),
         }
     }
 }
@@ -239,6 +258,12 @@ pub trait Mechanism: Send {
     /// (for SCRAM: the `iter,salt,StoredKey,ServerKey` text).
     fn credentials(&mut self, credential: &[u8]) -> Step {
         let _ = credential;
+        Step::Fail(MechFailure::UnexpectedInput)
+    }
+    /// Takes the helper's answer to the bytes of the last [`Step::Helper`], without its line
+    /// ending.
+    fn helper_reply(&mut self, reply: &[u8]) -> Step {
+        let _ = reply;
         Step::Fail(MechFailure::UnexpectedInput)
     }
 }

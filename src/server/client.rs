@@ -436,6 +436,7 @@ impl Request {
                     tracing::debug!(id = self.id.0, trace = %trace, "anonymous login");
                     return End::Done(auth.anonymous(), None);
                 }
+                Step::Helper(_) | Step::Authenticated { .. } => return self.fail_mech("no helper serves this mechanism"),
                 Step::External { authzid } => return End::Done(auth.external(&self.info, authzid.as_deref()).await, None),
                 Step::LookupCredentials(req) => {
                     self.account_wait(&req.authcid).await;
