@@ -30,6 +30,7 @@ pub mod config;
 pub mod db;
 pub mod passdb;
 pub mod protocol;
+pub mod request;
 pub mod pw;
 pub mod sasl;
 pub mod scheme;

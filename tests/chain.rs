@@ -3,7 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-use saslgate::auth::{AuthOutcome, Authenticator, RequestInfo};
+use saslgate::auth::{AuthOutcome, Authenticator};
+use saslgate::request::RequestInfo;
 use saslgate::protocol::FailCode;
 use saslgate::sasl::PlainCredentials;
 use saslgate::secret::Secret;

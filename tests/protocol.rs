@@ -435,8 +435,10 @@ async fn master_lookups_and_login_request() {
     assert_eq!(m.line().await, "USER\t7\talice\tuid=1000\tgid=1000\thome=/home/alice\tmail=maildir:~/Maildir\tauth_mech=PLAIN");
     m.send(&format!("REQUEST\t8\t{pid}\t2\t{cookie}\n")).await;
     assert_eq!(m.line().await, "FAIL\t8", "one-shot");
+    // A REQUEST with a wrong cookie must not destroy the login that the right one claims
+    // (Dovecot checks the cookie first; issue 8, finding 7).
     m.send(&format!("REQUEST\t9\t{pid}\t1\t{cookie}\n")).await;
-    assert_eq!(m.line().await, "FAIL\t9", "the wrong-cookie attempt consumed id 1");
+    assert_eq!(m.line().await, "USER\t9\talice\tuid=1000\tgid=1000\thome=/home/alice\tmail=maildir:~/Maildir\tauth_mech=PLAIN", "the wrong-cookie attempt left id 1 alone");
     // Requests made on auth-client can never be claimed.
     let mut c = d.client().await;
     c.send(&format!("AUTH\t3\tPLAIN\tservice=imap\tresp={}\n", b64(b"\0alice\0secret"))).await;

@@ -14,27 +14,12 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-/// Cache settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheConfig {
-    /// Entries kept at most; 0 turns the cache off.
-    pub size: usize,
-    /// How long a success is remembered.
-    pub ttl: Duration,
-    /// How long a failure is remembered.
-    pub negative_ttl: Duration,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        CacheConfig { size: 0, ttl: Duration::from_secs(3600), negative_ttl: Duration::from_secs(60) }
-    }
-}
+use crate::config::CacheConfig;
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -150,6 +135,7 @@ impl VerifyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn cache(size: usize) -> VerifyCache {
         VerifyCache::new(CacheConfig { size, ttl: Duration::from_secs(60), negative_ttl: Duration::from_secs(5) })

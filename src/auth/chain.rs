@@ -15,229 +15,11 @@
 //! OK (the flag it clears is only read when no later rule decides). Here `return-fail` always
 //! fails, which is what the rule's name promises an admin.
 
-use std::net::IpAddr;
-
-use super::var::Template;
-use super::{layer_fields, Fields, RequestInfo};
+use crate::config::rules::{PassdbRules, Rule, UserdbRules};
+use crate::request::{layer_fields, Fields, RequestInfo};
 use crate::passdb::{Lookup, Passdb, PassdbOutcome};
 use crate::scheme::{Scheme, StoredPassword};
 use crate::secret::Secret;
-
-/// What a rule does with a passdb's result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rule {
-    /// Stop; the outcome is what the chain has decided so far (or this result).
-    Return,
-    /// Stop with success.
-    ReturnOk,
-    /// Stop with failure.
-    ReturnFail,
-    /// Go on with the next passdb (after an OK the password counts as verified).
-    Continue,
-    /// Go on, and count as success so far.
-    ContinueOk,
-    /// Go on, and count as failure so far.
-    ContinueFail,
-}
-
-impl Rule {
-    /// Parses a rule name (`return-ok`, ...).
-    pub fn parse(text: &str) -> Option<Rule> {
-        Some(match text {
-            "return" => Rule::Return,
-            "return-ok" => Rule::ReturnOk,
-            "return-fail" => Rule::ReturnFail,
-            "continue" => Rule::Continue,
-            "continue-ok" => Rule::ContinueOk,
-            "continue-fail" => Rule::ContinueFail,
-            _ => return None,
-        })
-    }
-}
-
-/// When a passdb is skipped, by what the chain knows so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Skip {
-    /// Never skipped.
-    Never,
-    /// Skipped once the password is verified.
-    Authenticated,
-    /// Skipped while the password is not yet verified.
-    Unauthenticated,
-}
-
-/// Which requests a passdb serves, by mechanism.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MechFilter {
-    /// Every mechanism and mechanism-less lookups (no `mechanisms` setting).
-    Any,
-    /// Only these (upper-case) mechanisms; `lookups` when the list holds `none`.
-    Only {
-        /// Mechanism names, upper case.
-        mechs: Vec<String>,
-        /// Whether lookups without a mechanism (master PASS) are served.
-        lookups: bool,
-    },
-}
-
-impl MechFilter {
-    fn allows(&self, mech: Option<&str>) -> bool {
-        match (self, mech) {
-            (MechFilter::Any, _) => true,
-            (MechFilter::Only { lookups, .. }, None) => *lookups,
-            (MechFilter::Only { mechs, .. }, Some(m)) => mechs.iter().any(|x| x.eq_ignore_ascii_case(m)),
-        }
-    }
-}
-
-/// `username_filter`: wildcard patterns (`*`, `?`); a `!` pattern that matches vetoes, and
-/// when there are positive patterns one of them must match.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UsernameFilter {
-    allow: Vec<String>,
-    deny: Vec<String>,
-}
-
-impl UsernameFilter {
-    /// Parses a space- or comma-separated pattern list.
-    pub fn parse(text: &str) -> UsernameFilter {
-        let mut f = UsernameFilter::default();
-        for p in text.split([' ', ',']).filter(|p| !p.is_empty()) {
-            match p.strip_prefix('!') {
-                Some(neg) => f.deny.push(neg.to_owned()),
-                None => f.allow.push(p.to_owned()),
-            }
-        }
-        f
-    }
-
-    fn allows(&self, user: &str) -> bool {
-        if self.deny.iter().any(|p| wildcard(p, user)) {
-            return false;
-        }
-        self.allow.is_empty() || self.allow.iter().any(|p| wildcard(p, user))
-    }
-}
-
-/// `*` matches any run, `?` one character; everything else literally. Iterative, so a hostile
-/// user name cannot make it recurse deeply.
-pub fn wildcard(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
-}
-
-/// The rules of one passdb block.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PassdbRules {
-    /// A label for logs (`name`, default the driver).
-    pub name: String,
-    /// `mechanisms`.
-    pub mechanisms: MechFilter,
-    /// `username_filter`.
-    pub username_filter: UsernameFilter,
-    /// `skip`.
-    pub skip: Skip,
-    /// `result_success` (default `return-ok`; `pass: true` makes it `continue`).
-    pub result_success: Rule,
-    /// `result_failure` (default `continue`).
-    pub result_failure: Rule,
-    /// `result_internalfail` (default `continue`).
-    pub result_internalfail: Rule,
-    /// `deny`: a user found here is refused.
-    pub deny: bool,
-    /// `master`: this passdb verifies master users (and only them).
-    pub master: bool,
-    /// `default_fields`: set before the driver's fields.
-    pub default_fields: Vec<(String, Template)>,
-    /// `override_fields`: set after the driver's fields; they win.
-    pub override_fields: Vec<(String, Template)>,
-}
-
-impl Default for PassdbRules {
-    fn default() -> Self {
-        PassdbRules {
-            name: String::new(),
-            mechanisms: MechFilter::Any,
-            username_filter: UsernameFilter::default(),
-            skip: Skip::Never,
-            result_success: Rule::ReturnOk,
-            result_failure: Rule::Continue,
-            result_internalfail: Rule::Continue,
-            deny: false,
-            master: false,
-            default_fields: Vec::new(),
-            override_fields: Vec::new(),
-        }
-    }
-}
-
-impl PassdbRules {
-    fn skipped(&self, mech: Option<&str>, user: &str, verified: bool) -> bool {
-        !self.mechanisms.allows(mech)
-            || !self.username_filter.allows(user)
-            || (self.skip == Skip::Authenticated && verified)
-            || (self.skip == Skip::Unauthenticated && !verified)
-    }
-}
-
-/// When a userdb is skipped, by what the chain found so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UserdbSkip {
-    /// Never skipped.
-    Never,
-    /// Skipped once a userdb found the user.
-    Found,
-    /// Skipped while no userdb found the user.
-    NotFound,
-}
-
-/// The rules of one userdb block (Dovecot's userdb chain: found/notfound).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserdbRules {
-    /// `skip`.
-    pub skip: UserdbSkip,
-    /// `result_success` (default `return-ok`).
-    pub result_success: Rule,
-    /// `result_failure`: user not found (default `continue`).
-    pub result_failure: Rule,
-    /// `result_internalfail` (default `continue`).
-    pub result_internalfail: Rule,
-    /// `default_fields`.
-    pub default_fields: Vec<(String, Template)>,
-    /// `override_fields`.
-    pub override_fields: Vec<(String, Template)>,
-}
-
-impl Default for UserdbRules {
-    fn default() -> Self {
-        UserdbRules {
-            skip: UserdbSkip::Never,
-            result_success: Rule::ReturnOk,
-            result_failure: Rule::Continue,
-            result_internalfail: Rule::Continue,
-            default_fields: Vec::new(),
-            override_fields: Vec::new(),
-        }
-    }
-}
 
 /// A built userdb with its rules.
 #[derive(Debug, Clone)]
@@ -302,38 +84,6 @@ pub struct ChainResult {
 
 /// Fields that steer the chain and are consumed by it.
 const PER_PASSDB_FIELDS: &[&str] = &["nopassword", "noauthenticate"];
-
-/// Whether `ip` is in `allow_nets` (comma/space separated CIDRs, `local` for no IP).
-pub fn ip_allowed(nets: &str, ip: Option<IpAddr>) -> bool {
-    let ip = ip.map(|ip| match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    });
-    nets.split([',', ' ']).filter(|n| !n.is_empty()).any(|net| {
-        if net == "local" {
-            return ip.is_none();
-        }
-        let Some(ip) = ip else { return false };
-        let (addr, bits) = match net.split_once('/') {
-            Some((a, b)) => (a, b.parse::<u8>().ok()),
-            None => (net, None),
-        };
-        let Ok(addr) = addr.parse::<IpAddr>() else { return false };
-        match (addr, ip) {
-            (IpAddr::V4(a), IpAddr::V4(b)) => {
-                let bits = u32::from(bits.unwrap_or(32).min(32));
-                let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
-                u32::from(a) & mask == u32::from(b) & mask
-            }
-            (IpAddr::V6(a), IpAddr::V6(b)) => {
-                let bits = u32::from(bits.unwrap_or(128).min(128));
-                let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
-                u128::from(a) & mask == u128::from(b) & mask
-            }
-            _ => false,
-        }
-    })
-}
 
 impl super::Authenticator {
     /// Runs the chain for `user` (already translated).
@@ -537,13 +287,13 @@ impl super::Authenticator {
             return outcome;
         }
         if let Some(nets) = fields.get("allow_nets") {
-            if !ip_allowed(nets, info.rip) {
+            if !crate::request::nets::allowed(nets, info.rip) {
                 tracing::info!(rip = ?info.rip, "allow_nets check failed");
                 return PassdbOutcome::PasswordMismatch;
             }
         }
         if let Some(nets) = fields.get("allow_real_nets") {
-            if !ip_allowed(nets, info.real_rip) {
+            if !crate::request::nets::allowed(nets, info.real_rip) {
                 tracing::info!(real_rip = ?info.real_rip, "allow_real_nets check failed");
                 return PassdbOutcome::PasswordMismatch;
             }
@@ -637,68 +387,5 @@ pub(crate) async fn credential(stored: &str, default: Scheme, wanted: Scheme, us
     match converted {
         Some(c) => (PassdbOutcome::Ok, Some(c)),
         None => not_available,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wildcards() {
-        for (p, t, want) in [
-            ("*", "", true),
-            ("*@example.com", "a@example.com", true),
-            ("*@example.com", "a@example.org", false),
-            ("a?c", "abc", true),
-            ("a?c", "ac", false),
-            ("*a*b*", "xxaxxbxx", true),
-            ("*a*b*", "xxbxxaxx", false),
-            ("", "", true),
-            ("", "x", false),
-        ] {
-            assert_eq!(wildcard(p, t), want, "{p} {t}");
-        }
-        // Hostile patterns and names finish quickly (no backtracking blow-up) and answer right.
-        let many_a = "a".repeat(5000);
-        let t = std::time::Instant::now();
-        assert!(wildcard(&"*a".repeat(200), &many_a));
-        assert!(!wildcard(&format!("{}b", "*a".repeat(200)), &many_a));
-        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
-    }
-
-    #[test]
-    fn username_filters() {
-        let f = UsernameFilter::parse("*@example.com !bad@example.com");
-        assert!(f.allows("a@example.com"));
-        assert!(!f.allows("bad@example.com"));
-        assert!(!f.allows("a@other.org"));
-        let f = UsernameFilter::parse("!root");
-        assert!(f.allows("alice") && !f.allows("root"));
-        assert!(UsernameFilter::parse("").allows("anyone"));
-    }
-
-    #[test]
-    fn mech_filters() {
-        let f = MechFilter::Only { mechs: vec!["PLAIN".into()], lookups: false };
-        assert!(f.allows(Some("plain")) && !f.allows(Some("LOGIN")) && !f.allows(None));
-        let f = MechFilter::Only { mechs: vec![], lookups: true };
-        assert!(f.allows(None) && !f.allows(Some("PLAIN")));
-        assert!(MechFilter::Any.allows(None));
-    }
-
-    #[test]
-    fn nets() {
-        let v4 = |s: &str| Some(s.parse::<IpAddr>().unwrap());
-        assert!(ip_allowed("10.0.0.0/8", v4("10.1.2.3")));
-        assert!(!ip_allowed("10.0.0.0/8", v4("11.1.2.3")));
-        assert!(ip_allowed("192.0.2.1", v4("192.0.2.1")));
-        assert!(ip_allowed("127.0.0.0/8, ::1", v4("::1")));
-        assert!(ip_allowed("10.0.0.0/8", v4("::ffff:10.9.9.9")));
-        assert!(ip_allowed("local", None));
-        assert!(!ip_allowed("10.0.0.0/8", None));
-        assert!(!ip_allowed("garbage", v4("10.0.0.1")));
-        assert!(ip_allowed("0.0.0.0/0", v4("203.0.113.9")));
-        assert!(ip_allowed("2001:db8::/32", v4("2001:db8::1")));
     }
 }

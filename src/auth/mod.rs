@@ -6,213 +6,30 @@
 
 pub mod cache;
 pub mod chain;
-pub mod var;
+mod login;
+mod master;
+pub mod penalty;
+mod request;
 
-use std::net::IpAddr;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::rules::{Rule, UserdbSkip};
+use crate::config::{AuthSettings, Config};
+use crate::db::helper::{HelperSession, MechHelper};
+use crate::db::Resources;
 use crate::passdb::{self, PassdbOutcome};
-use crate::scheme::Scheme;
-use crate::protocol::client::{AuthParams, Secured};
-use crate::protocol::master::LookupInfo;
 use crate::protocol::FailCode;
-use crate::sasl::{CredentialsRequest, PlainCredentials};
+use crate::request::{expand_for_user, layer_fields, Fields, RequestInfo};
+use crate::sasl::{CredentialsRequest, MechContext, PlainCredentials};
+use crate::scheme::Scheme;
 use crate::secret::Secret;
 use crate::userdb::{self, UserdbOutcome};
-use var::{split_user, Template, Var};
 
-/// Extra fields: ordered `key=value` pairs with unique keys (setting a key again replaces it).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Fields(Vec<(String, String)>);
-
-impl Fields {
-    /// No fields.
-    pub fn new() -> Fields {
-        Fields(Vec::new())
-    }
-
-    /// Sets `key` to `value`, replacing an earlier value in place.
-    pub fn set(&mut self, key: &str, value: &str) {
-        match self.0.iter_mut().find(|(k, _)| k == key) {
-            Some((_, v)) => value.clone_into(v),
-            None => self.0.push((key.to_owned(), value.to_owned())),
-        }
-    }
-
-    /// The value of `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-    }
-
-    /// Whether `key` is present.
-    pub fn contains(&self, key: &str) -> bool {
-        self.get(key).is_some()
-    }
-
-    /// Removes `key`, returning its value.
-    pub fn remove(&mut self, key: &str) -> Option<String> {
-        let at = self.0.iter().position(|(k, _)| k == key)?;
-        Some(self.0.remove(at).1)
-    }
-
-    /// The pairs in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
-    /// Whether there are no fields.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl From<Vec<(String, String)>> for Fields {
-    fn from(pairs: Vec<(String, String)>) -> Fields {
-        let mut fields = Fields::new();
-        for (k, v) in pairs {
-            fields.set(&k, &v);
-        }
-        fields
-    }
-}
-
-/// What the server knows about a request before any database is asked. Immutable.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestInfo {
-    /// `service=`.
-    pub service: String,
-    /// The mechanism, `None` for master lookups (PASS, USER).
-    pub mech: Option<&'static str>,
-    /// Local IP.
-    pub lip: Option<IpAddr>,
-    /// Remote IP.
-    pub rip: Option<IpAddr>,
-    /// Remote IP before any proxy (`real_rip`, defaults to `rip`).
-    pub real_rip: Option<IpAddr>,
-    /// Local port.
-    pub lport: Option<u16>,
-    /// Remote port.
-    pub rport: Option<u16>,
-    /// Session id, for logs.
-    pub session: Option<String>,
-    /// The peer's CPID (login sockets), for `%p`.
-    pub client_pid: Option<u32>,
-    /// `secured`.
-    pub secured: Option<Secured>,
-    /// `valid-client-cert`: the TLS client certificate verified.
-    pub valid_client_cert: bool,
-    /// `cert_username`, kept only when it is non-empty and the certificate is valid.
-    pub cert_username: Option<String>,
-    /// Per-request debug logging.
-    pub debug: bool,
-    /// The listener's own `disable_plaintext_auth`, when it sets one.
-    pub disable_plaintext_auth: Option<bool>,
-}
-
-impl RequestInfo {
-    /// From the parameters of an AUTH line.
-    pub fn from_auth(params: &AuthParams, mech: &'static str, client_pid: Option<u32>) -> RequestInfo {
-        RequestInfo {
-            service: params.service.clone(),
-            mech: Some(mech),
-            lip: params.lip,
-            rip: params.rip,
-            real_rip: params.real_rip,
-            lport: params.lport,
-            rport: params.rport,
-            session: params.session.clone(),
-            client_pid,
-            secured: params.secured,
-            valid_client_cert: params.valid_client_cert,
-            cert_username: params.cert_username.clone().filter(|u| params.valid_client_cert && !u.is_empty()),
-            debug: params.debug,
-            disable_plaintext_auth: None,
-        }
-    }
-
-    /// From the parameters of a master USER/PASS/LIST line.
-    pub fn from_lookup(info: &LookupInfo) -> RequestInfo {
-        RequestInfo {
-            service: info.service.clone(),
-            mech: None,
-            lip: info.get("lip").and_then(|v| v.parse().ok()),
-            rip: info.get("rip").and_then(|v| v.parse().ok()),
-            real_rip: info.get("real_rip").or(info.get("rip")).and_then(|v| v.parse().ok()),
-            lport: info.get("lport").and_then(|v| v.parse().ok()),
-            rport: info.get("rport").and_then(|v| v.parse().ok()),
-            session: info.get("session").map(str::to_owned),
-            client_pid: None,
-            secured: None,
-            valid_client_cert: false,
-            cert_username: None,
-            debug: info.get("debug").is_some(),
-            disable_plaintext_auth: None,
-        }
-    }
-
-    fn var(&self, var: Var, user: &str, safe: fn(&str) -> String) -> String {
-        let (name, domain) = split_user(user);
-        let ip = |ip: Option<IpAddr>| ip.map(|i| i.to_string()).unwrap_or_default();
-        match var {
-            Var::User => safe(user),
-            Var::Username => safe(name),
-            Var::Domain => safe(domain),
-            Var::Service => safe(&self.service),
-            Var::LocalIp => ip(self.lip),
-            Var::RemoteIp => ip(self.rip),
-            Var::Home => String::new(),
-            Var::Pid => self.client_pid.map(|p| p.to_string()).unwrap_or_default(),
-            Var::Mech => self.mech.unwrap_or_default().to_owned(),
-            Var::Session => safe(self.session.as_deref().unwrap_or_default()),
-            Var::LocalPort => self.lport.map(|p| p.to_string()).unwrap_or_default(),
-            Var::RemotePort => self.rport.map(|p| p.to_string()).unwrap_or_default(),
-            Var::Secured => match self.secured {
-                Some(Secured::Tls) => "TLS".to_owned(),
-                Some(Secured::Yes) => "secured".to_owned(),
-                None => String::new(),
-            },
-            Var::Cert => if self.valid_client_cert { "valid".to_owned() } else { String::new() },
-            Var::RealRemoteIp => ip(self.real_rip),
-            Var::Percent => "%".to_owned(),
-        }
-    }
-}
-
-/// Expands a template whose result is a user name or a field value.
-pub fn expand_for_user(template: &Template, user: &str, info: &RequestInfo) -> String {
-    template.expand(|v| info.var(v, user, str::to_owned))
-}
-
-/// Expands field templates (`fields`, `default_fields`, `override_fields`) for a user.
-pub fn expand_fields(templates: &[(String, Template)], user: &str, info: &RequestInfo) -> Fields {
-    let mut fields = Fields::new();
-    for (k, t) in templates {
-        fields.set(k, &expand_for_user(t, user, info));
-    }
-    fields
-}
-
-/// A database's fields with its templates around them: `default_fields` first (a value the
-/// driver sets wins), then the driver's fields, then `override_fields` (they win).
-pub fn layer_fields(defaults: &[(String, Template)], driver: &Fields, overrides: &[(String, Template)], user: &str, info: &RequestInfo) -> Fields {
-    let mut fields = Fields::new();
-    for (k, t) in defaults.iter().filter(|(k, _)| !driver.contains(k)) {
-        fields.set(k, &expand_for_user(t, user, info));
-    }
-    for (k, v) in driver.iter() {
-        fields.set(k, v);
-    }
-    for (k, v) in expand_fields(overrides, user, info).iter() {
-        fields.set(k, v);
-    }
-    fields
-}
-
-/// Expands a template whose result is a file path: substituted values lose any `/` and `..`.
-pub fn expand_for_path(template: &Template, user: &str, info: &RequestInfo) -> String {
-    template.expand(|v| info.var(v, user, crate::db::passwd_file::path_safe))
-}
+pub use login::{CpidInUse, LoginConnection};
+pub use master::{RequestClaim, UserAnswer};
+pub use request::{Answer, AuthRequest, Conversation, Mech, Verdict};
 
 /// The final result of an authentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,49 +69,6 @@ impl Failure {
     }
 }
 
-/// Global authentication settings.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// `username_format` (default `%Lu`).
-    pub username_format: Template,
-    /// `failure_delay` (default 2 s).
-    pub failure_delay: Duration,
-    /// `anonymous_username`: who ANONYMOUS logs in as (default `anonymous`).
-    pub anonymous_username: String,
-    /// `ssl_username_from_cert`: take the user name from a valid client certificate.
-    pub ssl_username_from_cert: bool,
-    /// `ssl_require_client_cert`: refuse requests without a valid client certificate.
-    pub ssl_require_client_cert: bool,
-    /// `disable_plaintext_auth`: plaintext mechanisms only on secured connections.
-    pub disable_plaintext_auth: bool,
-    /// `trusted_networks`: remote addresses that count as secured (CIDRs).
-    pub trusted_networks: Vec<String>,
-    /// Per-service overrides (`services: { smtp: { ssl_require_client_cert: false } }`).
-    pub services: std::collections::HashMap<String, ServicePolicy>,
-    /// The verification cache (`auth.cache`).
-    pub cache: cache::CacheConfig,
-    /// `master_user_separator`: `login*master` logs a master user in as `login`.
-    pub master_user_separator: Option<String>,
-    /// `username_chars`: the characters a user name may hold (`None`: any).
-    pub username_chars: Option<String>,
-    /// `username_translation`: character pairs applied to every user name.
-    pub username_translation: Vec<(char, char)>,
-    /// `default_realm`: appended as `@realm` to names without a domain.
-    pub default_realm: Option<String>,
-}
-
-/// Dovecot 2.3's default `auth_username_chars`.
-pub const DEFAULT_USERNAME_CHARS: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567890.-_@";
-
-/// Settings a `services:` entry may override for one service.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ServicePolicy {
-    /// Overrides `auth.ssl_require_client_cert`.
-    pub ssl_require_client_cert: Option<bool>,
-    /// Overrides `auth.disable_plaintext_auth`.
-    pub disable_plaintext_auth: Option<bool>,
-}
-
 /// Why a request is refused before any mechanism runs. Sent at once as `reason=`.
 pub const NO_CLIENT_CERT: &str = "Client didn't present valid SSL certificate";
 /// The certificate is valid but names no user.
@@ -302,14 +76,23 @@ pub const CERT_WITHOUT_USERNAME: &str = "SSL certificate didn't contain username
 /// A plaintext mechanism on a connection that is not secured.
 pub const PLAINTEXT_DISALLOWED: &str = "Plaintext authentication disallowed on non-secure (SSL/TLS) connections.";
 
-/// The passdbs and userdbs of a running daemon, and the rules for using them.
+/// The request layer of a running daemon: the mechanisms, passdbs, userdbs and helpers, the
+/// rules for using them, and the state that outlives one request (penalties, the auth cache,
+/// logins waiting for REQUEST).
 #[derive(Debug)]
 pub struct Authenticator {
-    settings: Settings,
+    settings: AuthSettings,
     passdbs: Vec<chain::PassdbEntry>,
     userdbs: Vec<chain::UserdbEntry>,
     pool: crate::blocking::Pool,
     cache: cache::VerifyCache,
+    mechanisms: Vec<Mech>,
+    mech_context: MechContext,
+    helpers: HashMap<&'static str, Arc<dyn MechHelper>>,
+    request_timeout: Duration,
+    ip_penalty: penalty::Penalty,
+    account_penalty: Option<penalty::Penalty>,
+    logins: login::Logins,
 }
 
 /// Fields a passdb returns that steer the request and never reach a reply.
@@ -322,10 +105,61 @@ fn has_illegal_password_bytes(password: &[u8]) -> bool {
 }
 
 impl Authenticator {
-    /// An authenticator over built databases.
-    pub fn new(settings: Settings, passdbs: Vec<chain::PassdbEntry>, userdbs: Vec<chain::UserdbEntry>, pool: crate::blocking::Pool) -> Authenticator {
-        let cache = cache::VerifyCache::new(settings.cache);
-        Authenticator { settings, passdbs, userdbs, pool, cache }
+    /// Builds the request layer from a validated config: every backend is built here, in one
+    /// place, over one shared-resources context (`db::Resources`: the blocking pool, the
+    /// passwd-file cache, helper processes).
+    pub fn from_config(config: &Config, pool: &crate::blocking::Pool) -> Authenticator {
+        let resources = Resources::new(pool.clone());
+        let passdbs = config.passdbs.iter().map(|p| chain::PassdbEntry { db: passdb::build(p, &resources), rules: p.rules.clone() }).collect();
+        let userdbs = config.userdbs.iter().map(|u| chain::UserdbEntry { db: userdb::build(u, &resources), rules: u.rules.clone() }).collect();
+        let request_timeout = Duration::from_secs(crate::protocol::REQUEST_TIMEOUT_SECS);
+        Authenticator {
+            settings: config.auth.clone(),
+            passdbs,
+            userdbs,
+            pool: pool.clone(),
+            cache: cache::VerifyCache::new(config.auth.cache),
+            mechanisms: config.mechanisms.iter().copied().map(Mech::new).collect(),
+            mech_context: MechContext { hostname: config.hostname.clone(), realms: config.realms.clone(), ..MechContext::default() },
+            helpers: HashMap::new(),
+            request_timeout,
+            ip_penalty: penalty::Penalty::new(config.penalty_max),
+            account_penalty: config.account_penalty.then(|| penalty::Penalty::new(config.penalty_max)),
+            logins: login::Logins::new(request_timeout, config.limits.max_requests_per_connection),
+        }
+    }
+
+    /// The mechanisms offered, in the handshake's order.
+    pub fn mechanisms(&self) -> &[Mech] {
+        &self.mechanisms
+    }
+
+    /// The offered mechanism of this name (case-insensitive).
+    pub fn mechanism(&self, name: &str) -> Option<Mech> {
+        self.mechanisms.iter().copied().find(|m| m.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Serves a helper-backed mechanism (`Step::Helper`) with this helper.
+    pub fn set_helper(&mut self, mech: &'static str, helper: Arc<dyn MechHelper>) {
+        self.helpers.insert(mech, helper);
+    }
+
+    /// A helper session for one exchange of `mech`.
+    async fn helper_session(&self, mech: &str) -> Result<Box<dyn HelperSession>, String> {
+        let Some(helper) = self.helpers.get(mech) else {
+            return Err(format!("no helper process serves {mech}"));
+        };
+        helper.session().await.map_err(|e| e.to_string())
+    }
+
+    /// Registers a login connection's CPID, whose successful logins wait for REQUEST.
+    pub fn register_login(&self, cpid: u32, cookie: [u8; 16]) -> Result<Arc<LoginConnection>, CpidInUse> {
+        self.logins.register(cpid, cookie)
+    }
+
+    /// Forgets a closed login connection and its unclaimed logins.
+    pub fn unregister_login(&self, cpid: u32, conn: &Arc<LoginConnection>) {
+        self.logins.unregister(cpid, conn);
     }
 
     /// Flushes the auth cache: everything, or these users' entries. Returns how many.
@@ -333,16 +167,13 @@ impl Authenticator {
         self.cache.flush(users)
     }
 
-    /// Builds every database from a validated config.
-    pub fn from_config(config: &crate::config::Config, pool: &crate::blocking::Pool) -> Authenticator {
-        let files = Arc::new(crate::db::passwd_file::Files::default());
-        let passdbs = config.passdbs.iter().map(|p| chain::PassdbEntry { db: passdb::build(p, pool, &files), rules: p.rules.clone() }).collect();
-        let userdbs = config.userdbs.iter().map(|u| chain::UserdbEntry { db: userdb::build(u, pool, &files), rules: u.rules.clone() }).collect();
-        Authenticator::new(config.auth.clone(), passdbs, userdbs, pool.clone())
+    /// How long a request may live.
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
     }
 
     /// The global settings.
-    pub fn settings(&self) -> &Settings {
+    pub fn settings(&self) -> &AuthSettings {
         &self.settings
     }
 
@@ -371,7 +202,7 @@ impl Authenticator {
     fn is_secured(&self, info: &RequestInfo) -> bool {
         info.secured.is_some()
             || (info.lip.is_some() && info.lip == info.rip)
-            || self.settings.trusted_networks.iter().any(|n| chain::ip_allowed(n, info.rip))
+            || self.settings.trusted_networks.contains(info.rip)
     }
 
     /// The name to authenticate: the certificate's user with `ssl_username_from_cert`,
@@ -544,6 +375,16 @@ impl Authenticator {
         }
     }
 
+    /// A user a helper-backed mechanism authenticated by itself (winbind): the user-name rules
+    /// apply, no passdb is asked, and the userdb chain runs at REQUEST as for any login.
+    pub fn authenticated(&self, info: &RequestInfo, given: &str) -> AuthOutcome {
+        let Some(user) = self.translate_user(given, info) else {
+            return AuthOutcome::Failure(Failure::plain(Some(given.to_owned()), "invalid user name from the helper (username_chars, username_format)"));
+        };
+        let original_user = (user != given).then(|| given.to_owned());
+        AuthOutcome::Success { user, original_user, fields: Fields::new() }
+    }
+
     /// ANONYMOUS: the configured anonymous user, flagged `anonymous`; no passdb is asked.
     pub fn anonymous(&self) -> AuthOutcome {
         let mut fields = Fields::new();
@@ -587,8 +428,8 @@ impl Authenticator {
         for entry in &self.userdbs {
             let found_so_far = success || last_found;
             match entry.rules.skip {
-                chain::UserdbSkip::Found if found_so_far => continue,
-                chain::UserdbSkip::NotFound if !found_so_far => continue,
+                UserdbSkip::Found if found_so_far => continue,
+                UserdbSkip::NotFound if !found_so_far => continue,
                 _ => {}
             }
             let outcome = if !authenticated && entry.db.needs_passdb_check() {
@@ -624,18 +465,18 @@ impl Authenticator {
                 }
             };
             match rule {
-                chain::Rule::Return => break,
-                chain::Rule::ReturnOk => {
+                Rule::Return => break,
+                Rule::ReturnOk => {
                     success = true;
                     break;
                 }
-                chain::Rule::ReturnFail => {
+                Rule::ReturnFail => {
                     forced_fail = true;
                     break;
                 }
-                chain::Rule::Continue => {}
-                chain::Rule::ContinueOk => success = true,
-                chain::Rule::ContinueFail => success = false,
+                Rule::Continue => {}
+                Rule::ContinueOk => success = true,
+                Rule::ContinueFail => success = false,
             }
         }
         match (!forced_fail && (success || last_found), internal) {

@@ -8,6 +8,7 @@
 
 mod locate;
 mod raw;
+pub mod rules;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -15,8 +16,9 @@ use std::time::Duration;
 
 use locate::Seg;
 
-use crate::auth::chain::{MechFilter, PassdbRules, Rule, Skip, UserdbRules, UserdbSkip, UsernameFilter};
-use crate::auth::var::Template;
+use crate::request::nets::NetList;
+use crate::request::var::Template;
+use rules::{MechFilter, PassdbRules, Rule, Skip, UserdbRules, UserdbSkip, UsernameFilter};
 use crate::sasl::{self, MechInfo, PassdbNeed};
 use crate::scheme::Scheme;
 
@@ -211,7 +213,7 @@ pub struct Config {
     /// Also delay by account after failures (`auth.account_penalty`).
     pub account_penalty: bool,
     /// Global authentication settings.
-    pub auth: crate::auth::Settings,
+    pub auth: AuthSettings,
     /// Limits.
     pub limits: Limits,
     /// Pool size.
@@ -222,6 +224,66 @@ pub struct Config {
     pub passdbs: Vec<PassdbConfig>,
     /// User databases, in chain order.
     pub userdbs: Vec<UserdbConfig>,
+}
+
+/// Global authentication settings.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// `username_format` (default `%Lu`).
+    pub username_format: Template,
+    /// `failure_delay` (default 2 s).
+    pub failure_delay: Duration,
+    /// `anonymous_username`: who ANONYMOUS logs in as (default `anonymous`).
+    pub anonymous_username: String,
+    /// `ssl_username_from_cert`: take the user name from a valid client certificate.
+    pub ssl_username_from_cert: bool,
+    /// `ssl_require_client_cert`: refuse requests without a valid client certificate.
+    pub ssl_require_client_cert: bool,
+    /// `disable_plaintext_auth`: plaintext mechanisms only on secured connections.
+    pub disable_plaintext_auth: bool,
+    /// `trusted_networks`: remote addresses that count as secured (CIDRs).
+    pub trusted_networks: NetList,
+    /// Per-service overrides (`services: { smtp: { ssl_require_client_cert: false } }`).
+    pub services: std::collections::HashMap<String, ServicePolicy>,
+    /// The verification cache (`auth.cache`).
+    pub cache: CacheConfig,
+    /// `master_user_separator`: `login*master` logs a master user in as `login`.
+    pub master_user_separator: Option<String>,
+    /// `username_chars`: the characters a user name may hold (`None`: any).
+    pub username_chars: Option<String>,
+    /// `username_translation`: character pairs applied to every user name.
+    pub username_translation: Vec<(char, char)>,
+    /// `default_realm`: appended as `@realm` to names without a domain.
+    pub default_realm: Option<String>,
+}
+
+/// Dovecot 2.3's default `auth_username_chars`.
+pub const DEFAULT_USERNAME_CHARS: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567890.-_@";
+
+/// Settings a `services:` entry may override for one service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServicePolicy {
+    /// Overrides `auth.ssl_require_client_cert`.
+    pub ssl_require_client_cert: Option<bool>,
+    /// Overrides `auth.disable_plaintext_auth`.
+    pub disable_plaintext_auth: Option<bool>,
+}
+
+/// Cache settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Entries kept at most; 0 turns the cache off.
+    pub size: usize,
+    /// How long a success is remembered.
+    pub ttl: Duration,
+    /// How long a failure is remembered.
+    pub negative_ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { size: 0, ttl: Duration::from_secs(3600), negative_ttl: Duration::from_secs(60) }
+    }
 }
 
 /// Loads and validates a config file.
@@ -320,14 +382,14 @@ impl Validator<'_> {
         }
         let cache = {
             let raw_cache = raw.auth.cache.as_ref();
-            let default = crate::auth::cache::CacheConfig::default();
+            let default = CacheConfig::default();
             let dur = |name: &str, value: Option<&String>, default: Duration| -> Result<Duration, ConfigError> {
                 match value {
                     None => Ok(default),
                     Some(d) => parse_duration(d).ok_or_else(|| self.err(&[key("auth"), key("cache"), key(name)], format!("`{d}` is not a duration; write e.g. 1h, 10m or 30s"))),
                 }
             };
-            crate::auth::cache::CacheConfig {
+            CacheConfig {
                 size: raw_cache.and_then(|c| c.size).unwrap_or(default.size),
                 ttl: dur("ttl", raw_cache.and_then(|c| c.ttl.as_ref()), default.ttl)?,
                 negative_ttl: dur("negative_ttl", raw_cache.and_then(|c| c.negative_ttl.as_ref()), default.negative_ttl)?,
@@ -367,12 +429,11 @@ impl Validator<'_> {
                 }
             }
         }
-        let trusted_networks = raw.auth.trusted_networks.clone().unwrap_or_default();
-        for (i, net) in trusted_networks.iter().enumerate() {
-            let (addr, bits) = net.split_once('/').unwrap_or((net, "0"));
-            if addr.parse::<std::net::IpAddr>().is_err() || bits.parse::<u8>().is_err() {
-                return Err(self.err(&[key("auth"), key("trusted_networks"), Seg::Index(i)], format!("`{net}` is not an address or CIDR; write e.g. 192.0.2.0/24 or ::1")));
-            }
+        let mut trusted_networks = NetList::default();
+        for (i, net) in raw.auth.trusted_networks.iter().flatten().enumerate() {
+            let one = NetList::parse_items([net.as_str()])
+                .map_err(|_| self.err(&[key("auth"), key("trusted_networks"), Seg::Index(i)], format!("`{net}` is not an address or CIDR; write e.g. 192.0.2.0/24 or ::1")))?;
+            trusted_networks.extend(one);
         }
         let hostname = match raw.auth.hostname {
             Some(h) if !h.is_empty() => h,
@@ -402,7 +463,7 @@ impl Validator<'_> {
             realms: raw.auth.realms.unwrap_or_default(),
             penalty_max,
             account_penalty: raw.auth.account_penalty.unwrap_or(false),
-            auth: crate::auth::Settings {
+            auth: AuthSettings {
                 username_format,
                 failure_delay,
                 anonymous_username: raw.auth.anonymous_username.unwrap_or_else(|| "anonymous".into()),
@@ -413,13 +474,13 @@ impl Validator<'_> {
                 services: raw
                     .services
                     .iter()
-                    .map(|(name, s)| (name.clone(), crate::auth::ServicePolicy { ssl_require_client_cert: s.ssl_require_client_cert, disable_plaintext_auth: s.disable_plaintext_auth }))
+                    .map(|(name, s)| (name.clone(), ServicePolicy { ssl_require_client_cert: s.ssl_require_client_cert, disable_plaintext_auth: s.disable_plaintext_auth }))
                     .collect(),
                 cache,
                 master_user_separator: raw.auth.master_user_separator.clone().filter(|s| !s.is_empty()),
                 // Dovecot's default set; an empty value allows every character.
                 username_chars: match raw.auth.username_chars.as_deref() {
-                    None => Some(crate::auth::DEFAULT_USERNAME_CHARS.to_owned()),
+                    None => Some(DEFAULT_USERNAME_CHARS.to_owned()),
                     Some("") => None,
                     Some(chars) => Some(chars.to_owned()),
                 },

@@ -252,13 +252,6 @@ fn io_error(path: &Path, err: std::io::Error) -> LoadError {
     }
 }
 
-/// Makes a value safe to substitute into a file path: everything from the first `/` on is cut,
-/// as Dovecot does, and `..` becomes empty.
-pub fn path_safe(value: &str) -> String {
-    let cut = value.split('/').next().unwrap_or_default();
-    if cut == ".." || cut == "." { String::new() } else { cut.to_owned() }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,14 +300,6 @@ mod tests {
         assert_eq!(u.get("a").unwrap().password.as_deref(), Some("{PLAIN-MD5}abc"));
         assert_eq!(u.get("b").unwrap().password.as_deref(), Some("{CRYPT}xyzw"));
         assert_eq!(u.get("c").unwrap().password.as_deref(), Some("{PLAIN}x[34]"));
-    }
-
-    #[test]
-    fn path_values_cannot_escape() {
-        assert_eq!(path_safe("example.org"), "example.org");
-        assert_eq!(path_safe("../../etc/passwd"), "");
-        assert_eq!(path_safe("a/b"), "a");
-        assert_eq!(path_safe("."), "");
     }
 
     #[test]

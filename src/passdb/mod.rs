@@ -12,10 +12,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::auth::{Fields, RequestInfo};
-use crate::blocking::Pool;
+use crate::request::{Fields, RequestInfo};
 use crate::config::{PassdbConfig, PassdbDriver};
-use crate::db::passwd_file::Files;
+use crate::db::Resources;
 use crate::scheme::Scheme;
 use crate::secret::Secret;
 
@@ -99,16 +98,15 @@ pub trait Passdb: Send + Sync + std::fmt::Debug {
 }
 
 /// Builds a passdb from its validated config.
-/// `files` is the daemon's one cache of parsed passwd-files, shared with the userdbs.
-pub fn build(config: &PassdbConfig, pool: &Pool, files: &Arc<Files>) -> Arc<dyn Passdb> {
+pub fn build(config: &PassdbConfig, resources: &Resources) -> Arc<dyn Passdb> {
     match &config.driver {
         PassdbDriver::Static { password, fields } => Arc::new(Static::new(password.clone(), fields.clone())),
         PassdbDriver::PasswdFile { path, scheme, username_format } => Arc::new(PasswdFile::new(
             path.clone(),
             *scheme,
             username_format.clone(),
-            Arc::clone(files),
-            pool.clone(),
+            Arc::clone(&resources.files),
+            resources.pool.clone(),
         )),
     }
 }

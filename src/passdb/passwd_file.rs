@@ -8,8 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{Lookup, Passdb, PassdbOutcome, PassdbReply};
-use crate::auth::var::{Template, Var};
-use crate::auth::{expand_for_path, expand_for_user};
+use crate::request::var::{Template, Var};
+use crate::request::{expand_for_path, expand_for_user};
 use crate::blocking::Pool;
 use crate::db::passwd_file::{self, Entry, Files};
 use crate::scheme::Scheme;

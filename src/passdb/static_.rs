@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 
 use super::{Lookup, Passdb, PassdbOutcome, PassdbReply};
-use crate::auth::var::Template;
-use crate::auth::{expand_fields, expand_for_user};
+use crate::request::var::Template;
+use crate::request::{expand_fields, expand_for_user};
 use crate::scheme::Scheme;
 
 /// The static passdb.

@@ -4,19 +4,17 @@
 //! and while a LIST streams, no other command is read (as Dovecot does).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 
 use super::Shared;
-use crate::auth::{PassLookup, RequestInfo};
+use crate::auth::{RequestClaim, UserAnswer};
 use crate::config::{ListenerConfig, ListenerKind};
 use crate::protocol::client::Reply;
+use crate::protocol::escape::escape;
 use crate::protocol::line::{next_line, Frame};
 use crate::protocol::master::{self as wire, MasterCommand};
-use crate::protocol::{ProtocolError, MASTER_MAX_LINE};
-use crate::userdb::UserdbOutcome;
+use crate::protocol::{ProtocolError, MASTER_CLIENT_MAX_REPLY, MASTER_MAX_LINE};
 
 /// What a peer on a userdb socket may see (Dovecot's rule for a 0666 `-userdb` socket).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,80 +102,32 @@ impl Master {
                 if self.kind != ListenerKind::Master {
                     return Err(ProtocolError::UnknownCommand("REQUEST on a userdb socket".into()));
                 }
-                let Some(login) = self.claim(client_pid, client_id, cookie, session_pid) else {
-                    out.extend(Reply::new("FAIL", id).finish());
-                    return Ok(());
-                };
-                let info = RequestInfo { mech: Some(login.mech), ..RequestInfo::default() };
-                match auth.lookup_user_prefetched(&login.user, &info, true, Some(&login.prefetch)).await {
-                    UserdbOutcome::Found(fields) => {
-                        let mut reply = Reply::new("USER", id).raw(&crate::protocol::escape::escape(login.user.as_bytes()));
-                        for (k, v) in fields.iter() {
-                            reply = reply.field(k, v.as_bytes());
-                        }
-                        if !fields.contains("auth_mech") {
-                            reply = reply.field("auth_mech", login.mech.as_bytes());
-                        }
-                        out.extend(reply.finish());
-                    }
-                    UserdbOutcome::NotFound => out.extend(Reply::new("NOTFOUND", id).finish()),
-                    UserdbOutcome::InternalFailure(_) => out.extend(Reply::new("FAIL", id).finish()),
-                }
+                let claim = RequestClaim { client_pid, client_id, cookie, session_pid, peer_pid: self.peer_pid };
+                out.extend(user_reply("USER", id, auth.master_request(claim).await));
             }
             MasterCommand::User { id, user, info } => {
-                let info = RequestInfo::from_lookup(&info);
-                let Some(user) = auth.translate_user(&user, &info) else {
-                    out.extend(Reply::new("NOTFOUND", id).finish());
-                    return Ok(());
-                };
-                match auth.lookup_user(&user, &info, false).await {
-                    UserdbOutcome::Found(fields) => {
-                        if let Access::OwnUid(uid) = self.access {
-                            if fields.get("uid") != Some(uid.to_string().as_str()) {
-                                out.extend(Reply::new("FAIL", id).finish());
-                                return Ok(());
-                            }
-                        }
-                        let mut reply = Reply::new("USER", id).raw(&crate::protocol::escape::escape(user.as_bytes()));
-                        for (k, v) in fields.iter() {
-                            reply = reply.field(k, v.as_bytes());
-                        }
-                        out.extend(reply.finish());
-                    }
-                    UserdbOutcome::NotFound => out.extend(Reply::new("NOTFOUND", id).finish()),
-                    UserdbOutcome::InternalFailure(_) => {
-                        out.extend(Reply::new("FAIL", id).field("reason", b"Internal userdb failure").finish());
+                let mut answer = auth.master_user(&user, &info).await;
+                if let (Access::OwnUid(uid), UserAnswer::Found { fields, .. }) = (self.access, &answer) {
+                    if fields.get("uid") != Some(uid.to_string().as_str()) {
+                        answer = UserAnswer::Failed(None);
                     }
                 }
+                out.extend(user_reply("USER", id, answer));
             }
             MasterCommand::Pass { id, user, info } => {
-                if self.access != Access::Full {
-                    out.extend(Reply::new("FAIL", id).finish());
-                    return Ok(());
-                }
-                let info = RequestInfo::from_lookup(&info);
-                let Some(user) = auth.translate_user(&user, &info) else {
-                    out.extend(Reply::new("NOTFOUND", id).finish());
-                    return Ok(());
-                };
-                match auth.lookup_pass(&user, &info).await {
-                    PassLookup::Found(fields) => {
-                        let mut reply = Reply::new("PASS", id).field("user", user.as_bytes());
-                        for (k, v) in fields.iter() {
-                            reply = reply.field(k, v.as_bytes());
-                        }
-                        out.extend(reply.finish());
-                    }
-                    PassLookup::NotFound => out.extend(Reply::new("NOTFOUND", id).finish()),
-                    PassLookup::Failed(_) => out.extend(Reply::new("FAIL", id).finish()),
-                }
+                let answer = if self.access == Access::Full { auth.master_pass(&user, &info).await } else { UserAnswer::Failed(None) };
+                out.extend(user_reply("PASS", id, answer));
             }
             MasterCommand::List { id, .. } => {
                 let users = if self.access == Access::Full { auth.list_users().await } else { Err("restricted peer".into()) };
                 match users {
                     Ok(users) => {
                         for user in users {
-                            out.extend(Reply::new("LIST", id).raw(&crate::protocol::escape::escape(user.as_bytes())).finish());
+                            let line = Reply::new("LIST", id).raw(&escape(user.as_bytes())).finish();
+                            // A name too long for the peer's buffer is left out, not sent broken.
+                            if line.len() <= MASTER_CLIENT_MAX_REPLY {
+                                out.extend(line);
+                            }
                         }
                         out.extend(Reply::new("DONE", id).raw(b"").finish());
                     }
@@ -198,23 +148,27 @@ impl Master {
         }
         Ok(())
     }
+}
 
-    /// Takes a finished login off its login connection (one-shot), checking the cookie in
-    /// constant time and the session pid against the peer's credentials.
-    fn claim(&self, client_pid: u32, client_id: u32, cookie: Option<[u8; 16]>, session_pid: Option<u32>) -> Option<super::FinishedLogin> {
-        let conn = self.shared.logins().get(&client_pid).cloned()?;
-        let finished = conn.finished.lock().unwrap_or_else(|e| e.into_inner()).remove(&client_id);
-        let cookie = cookie?;
-        if !bool::from(conn.cookie.ct_eq(&cookie)) {
-            tracing::warn!(client_pid, "REQUEST with a wrong cookie");
-            return None;
-        }
-        if let (Some(session_pid), Some(peer)) = (session_pid, self.peer_pid) {
-            if i64::from(session_pid) != i64::from(peer) {
-                tracing::warn!(session_pid, peer, "REQUEST session pid does not match the peer's credentials");
-                return None;
+/// The reply line to a USER, REQUEST or PASS. USER and REQUEST replies name the user
+/// positionally, PASS replies as `user=`. A reply longer than Dovecot's master clients accept
+/// (8192 bytes) would break them, so it becomes a FAIL, logged.
+fn user_reply(verb: &str, id: u32, answer: UserAnswer) -> Vec<u8> {
+    let line = match answer {
+        UserAnswer::Found { user, fields } => {
+            let mut reply = if verb == "PASS" { Reply::new(verb, id).field("user", user.as_bytes()) } else { Reply::new(verb, id).raw(&escape(user.as_bytes())) };
+            for (k, v) in fields.iter() {
+                reply = reply.field(k, v.as_bytes());
             }
+            reply.finish()
         }
-        finished.filter(|f| f.at.elapsed() < self.shared.request_timeout.max(Duration::from_secs(1)))
+        UserAnswer::NotFound => return Reply::new("NOTFOUND", id).finish(),
+        UserAnswer::Failed(None) => return Reply::new("FAIL", id).finish(),
+        UserAnswer::Failed(Some(reason)) => return Reply::new("FAIL", id).field("reason", reason.as_bytes()).finish(),
+    };
+    if line.len() > MASTER_CLIENT_MAX_REPLY {
+        tracing::error!(id, len = line.len(), "{verb} reply longer than {MASTER_CLIENT_MAX_REPLY} bytes (the peer could not read it): sent FAIL instead; shorten the userdb's fields");
+        return Reply::new("FAIL", id).field("reason", b"Reply too large").finish();
     }
+    line
 }

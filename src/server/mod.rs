@@ -8,20 +8,17 @@
 mod client;
 pub mod listener;
 mod master;
-pub mod penalty;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::UnixListener;
 use tokio::sync::Semaphore;
 
 use crate::auth::Authenticator;
 use crate::config::{Config, ListenerConfig, ListenerKind};
-use crate::sasl::{MechContext, MechInfo};
 
 pub use client::{serve as serve_client, serve_with as serve_client_with};
 pub use master::serve as serve_master;
@@ -29,72 +26,24 @@ pub use master::serve as serve_master;
 /// State shared by every connection of a running daemon.
 #[derive(Debug)]
 pub struct Shared {
-    /// Databases and authentication rules.
+    /// The request layer: mechanisms, databases, penalties, logins waiting for REQUEST.
     pub auth: Arc<Authenticator>,
-    /// Mechanisms offered, in order.
-    pub mechanisms: Vec<&'static MechInfo>,
     /// The server pid announced as SPID on every socket.
     pub spid: u32,
     /// Requests in flight per client connection.
     pub max_requests_per_connection: usize,
-    /// How long a failed request waits before its FAIL is sent.
-    pub failure_delay: Duration,
-    /// How long a request may live.
-    pub request_timeout: Duration,
-    /// Host name, realms and randomness for mechanisms.
-    pub mech_context: MechContext,
-    /// Failure penalty per remote address.
-    pub ip_penalty: penalty::Penalty,
-    /// Failure penalty per account (`auth.account_penalty`), when enabled.
-    pub account_penalty: Option<penalty::Penalty>,
     cuid: AtomicU32,
-    logins: Mutex<HashMap<u32, Arc<LoginConnection>>>,
 }
 
 impl Shared {
-    /// Shared state for a daemon with these databases and settings.
+    /// Shared state for a daemon with these settings over this request layer.
     pub fn new(config: &Config, auth: Arc<Authenticator>) -> Shared {
-        Shared {
-            auth,
-            mechanisms: config.mechanisms.clone(),
-            spid: std::process::id(),
-            max_requests_per_connection: config.limits.max_requests_per_connection,
-            failure_delay: config.auth.failure_delay,
-            request_timeout: Duration::from_secs(crate::protocol::REQUEST_TIMEOUT_SECS),
-            mech_context: MechContext { hostname: config.hostname.clone(), realms: config.realms.clone(), ..MechContext::default() },
-            ip_penalty: penalty::Penalty::new(config.penalty_max),
-            account_penalty: config.account_penalty.then(|| penalty::Penalty::new(config.penalty_max)),
-            cuid: AtomicU32::new(1),
-            logins: Mutex::new(HashMap::new()),
-        }
+        Shared { auth, spid: std::process::id(), max_requests_per_connection: config.limits.max_requests_per_connection, cuid: AtomicU32::new(1) }
     }
 
     fn next_cuid(&self) -> u32 {
         self.cuid.fetch_add(1, Ordering::Relaxed)
     }
-
-    // The registry lock is a std Mutex: held only to insert, remove or clone an Arc.
-    fn logins(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<LoginConnection>>> {
-        self.logins.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// A live login-type client connection, as the master side sees it: its cookie and the logins
-/// it finished that a mail process may still claim with REQUEST.
-#[derive(Debug)]
-pub(crate) struct LoginConnection {
-    cookie: [u8; 16],
-    finished: Mutex<HashMap<u32, FinishedLogin>>,
-}
-
-/// A successful login waiting for REQUEST.
-#[derive(Debug, Clone)]
-pub(crate) struct FinishedLogin {
-    user: String,
-    /// The passdb's `userdb_*` fields, for a `prefetch` userdb.
-    prefetch: crate::auth::Fields,
-    mech: &'static str,
-    at: Instant,
 }
 
 /// Reads more input into `buf`, never past `max` bytes of unprocessed input (a full buffer

@@ -8,10 +8,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::auth::{Fields, RequestInfo};
-use crate::blocking::Pool;
+use crate::request::{Fields, RequestInfo};
 use crate::config::{UserdbConfig, UserdbDriver};
-use crate::db::passwd_file::Files;
+use crate::db::Resources;
 
 pub use passwd_file::PasswdFile;
 pub use prefetch::Prefetch;
@@ -62,11 +61,10 @@ pub trait Userdb: Send + Sync + std::fmt::Debug {
 }
 
 /// Builds a userdb from its validated config.
-/// `files` is the daemon's one cache of parsed passwd-files, shared with the passdbs.
-pub fn build(config: &UserdbConfig, pool: &Pool, files: &Arc<Files>) -> Arc<dyn Userdb> {
+pub fn build(config: &UserdbConfig, resources: &Resources) -> Arc<dyn Userdb> {
     match &config.driver {
         UserdbDriver::PasswdFile { path, username_format } => {
-            Arc::new(PasswdFile::new(path.clone(), username_format.clone(), Arc::clone(files), pool.clone()))
+            Arc::new(PasswdFile::new(path.clone(), username_format.clone(), Arc::clone(&resources.files), resources.pool.clone()))
         }
         UserdbDriver::Prefetch => Arc::new(Prefetch),
         UserdbDriver::Static { fields, allow_all_users } => Arc::new(Static::new(fields.clone(), *allow_all_users)),

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{Lookup, Userdb, UserdbOutcome};
-use crate::auth::var::{Template, Var};
-use crate::auth::{expand_for_path, expand_for_user, Fields};
+use crate::request::var::{Template, Var};
+use crate::request::{expand_for_path, expand_for_user, Fields};
 use crate::blocking::Pool;
 use crate::db::passwd_file::{self, Files};
 

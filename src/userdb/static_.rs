@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 
 use super::{Lookup, Userdb, UserdbOutcome};
-use crate::auth::var::Template;
-use crate::auth::expand_fields;
+use crate::request::var::Template;
+use crate::request::expand_fields;
 
 /// The static userdb.
 #[derive(Debug)]
