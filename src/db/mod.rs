@@ -2,4 +2,5 @@
 //! use (passwd-file), and the transport to helper processes that mechanisms talk to.
 
 pub mod helper;
+pub mod pam;
 pub mod passwd_file;
