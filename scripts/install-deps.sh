@@ -5,6 +5,11 @@
 #   swaks                the SMTP client that drives it
 #   libauthen-sasl-perl  SASL support for swaks's AUTH
 #   fail2ban             fail2ban-regex, to check packaging/fail2ban against the real log
+# and those the PAM passdb and its tests (tests/pam.rs) need:
+#   libpam0g-dev         libpam.so, to link the pam passdb
+#   libpam-modules       pam_userdb, pam_listfile, pam_exec (the test services)
+#   libpam-pwdfile       pam_pwdfile (a second test service; skipped without it)
+#   db5.3-util           db5.3_load, to build pam_userdb's user database
 # and, from PyPI, scramp: an independent SCRAM client.
 # Idempotent and silent when everything is present. As root it installs what is missing
 # (apt-get update once, non-interactive, Postfix preseeded to "No configuration", no service
@@ -30,6 +35,10 @@ have postfix postfix || missing+=(postfix)
 have swaks swaks || missing+=(swaks)
 have libauthen-sasl-perl || perl -MAuthen::SASL -e 1 >/dev/null 2>&1 || missing+=(libauthen-sasl-perl)
 have fail2ban fail2ban-regex || missing+=(fail2ban)
+have libpam0g-dev || missing+=(libpam0g-dev)
+have libpam-modules || missing+=(libpam-modules)
+have libpam-pwdfile || missing+=(libpam-pwdfile)
+have db5.3-util db5.3_load || missing+=(db5.3-util)
 
 # An independent SCRAM client for tests/real_peers.rs, from PyPI (no Debian package has it).
 if ! python3 -c 'import scramp' >/dev/null 2>&1; then
@@ -75,7 +84,7 @@ apt-get "${apt_opts[@]}" update >/dev/null
 apt-get "${apt_opts[@]}" install -y "${missing[@]}" >/dev/null
 
 # Check the result the way the tests will look for it.
-for prog in doveadm postfix swaks fail2ban-regex; do
+for prog in doveadm postfix swaks fail2ban-regex db5.3_load; do
   if ! command -v "$prog" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$prog" ]; then
     echo "install-deps: $prog still missing after apt-get install" >&2
     exit 1

@@ -156,3 +156,18 @@ async fn client_certificate_required_except_smtp() {
     let mut smtp = Conn::client(r.socket("auth-client")).await;
     assert_eq!(smtp.auth(5, "PLAIN", "smtp\tno-penalty", b"\0alice\0alice-secret").await, "OK\t5\tuser=alice");
 }
+
+#[tokio::test]
+async fn pam_for_postfix() {
+    let r = start("pam.yaml").await;
+    let mut c = Conn::client(r.socket("auth")).await;
+    // The system's PAM (/etc/pam.d/saslgate, else `other`) must refuse a user no system has;
+    // tests/pam.rs checks right passwords against PAM services of its own.
+    let reply = c.auth(1, "PLAIN", "smtp\tno-penalty", b"\0saslgate-no-such-user-7f3a\0secret").await;
+    assert!(reply.starts_with("FAIL\t1\tuser=saslgate-no-such-user-7f3a"), "{reply}");
+    // PAM can only check passwords: a credentials mechanism with only PAM is a config error.
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "listeners:\n  - { path: auth }\nauth:\n  mechanisms: [plain, cram-md5]\npassdbs:\n  - { driver: pam }\n";
+    let err = saslgate::config::parse(yaml, "x.yaml", dir.path()).unwrap_err().to_string();
+    assert!(err.starts_with("x.yaml:"), "{err}");
+}

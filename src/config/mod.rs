@@ -130,13 +130,42 @@ pub enum PassdbDriver {
         /// Extra field templates.
         fields: Vec<(String, Template)>,
     },
+    /// `driver: pam`: PAM checks the password (verify-only: PLAIN and LOGIN).
+    Pam {
+        /// The PAM service name; `*` in the file means `%Ls`, the request's service lowercased
+        /// (Dovecot's `*`). Default `saslgate` (Dovecot's default is `dovecot`).
+        service: Template,
+        /// Put what the PAM modules said into a failure's `reason` field.
+        failure_show_msg: bool,
+        /// Open and close a PAM session after the account check.
+        session: bool,
+        /// Establish credentials with `pam_setcred`.
+        setcred: bool,
+        /// How long one PAM transaction may take before the login gets a temporary failure
+        /// (default 60s, Dovecot's auth-worker lookup timeout).
+        timeout: Duration,
+        /// PAM transactions at once, each on its own thread (default 16).
+        max_requests: usize,
+        /// Where the service files are read from (`pam_start_confdir`); none means /etc/pam.d.
+        config_dir: Option<PathBuf>,
+    },
 }
+
+/// The default `service` of the pam passdb.
+pub const PAM_DEFAULT_SERVICE: &str = "saslgate";
+/// The default `timeout` of the pam passdb (Dovecot's auth-worker lookup timeout).
+pub const PAM_DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default `max_requests` of the pam passdb.
+pub const PAM_DEFAULT_MAX_REQUESTS: usize = 16;
+/// The largest `max_requests` accepted: each slot may become a hung thread.
+pub const PAM_MAX_MAX_REQUESTS: usize = 1024;
 
 impl PassdbConfig {
     /// Whether this passdb can ever answer a credentials lookup (CRAM-MD5, DIGEST-MD5, SCRAM).
     pub fn can_lookup_credentials(&self) -> bool {
         match self.driver {
             PassdbDriver::PasswdFile { .. } | PassdbDriver::Static { .. } => true,
+            PassdbDriver::Pam { .. } => false,
         }
     }
 }
@@ -559,6 +588,13 @@ impl Validator<'_> {
             ("fields", db.fields.is_some()),
             ("allow_all_users", db.allow_all_users.is_some()),
             ("password", db.password.is_some()),
+            ("service", db.service.is_some()),
+            ("failure_show_msg", db.failure_show_msg.is_some()),
+            ("session", db.session.is_some()),
+            ("setcred", db.setcred.is_some()),
+            ("timeout", db.timeout.is_some()),
+            ("max_requests", db.max_requests.is_some()),
+            ("config_dir", db.config_dir.is_some()),
             ("mechanisms", db.mechanisms.is_some()),
             ("username_filter", db.username_filter.is_some()),
             ("deny", db.deny.is_some()),
@@ -713,10 +749,14 @@ impl Validator<'_> {
                 }
                 PassdbDriver::Static { password, fields }
             }
+            "pam" => {
+                self.only(at, db, &with_chain(&["service", "failure_show_msg", "session", "setcred", "timeout", "max_requests", "config_dir"]))?;
+                self.pam(at, db)?
+            }
             other => {
                 let mut p = at.to_vec();
                 p.push(key("driver"));
-                return Err(self.err(&p, format!("unknown passdb driver `{other}`; this build has: passwd-file, static")));
+                return Err(self.err(&p, format!("unknown passdb driver `{other}`; this build has: passwd-file, static, pam")));
             }
         };
         let rules = self.passdb_rules(at, db)?;
@@ -730,6 +770,72 @@ impl Validator<'_> {
             );
         }
         Ok(PassdbConfig { driver, rules })
+    }
+
+    fn pam(&self, at: &[Seg], db: &raw::Db) -> Result<PassdbDriver, ConfigError> {
+        let here = |k: &str| {
+            let mut p = at.to_vec();
+            p.push(key(k));
+            p
+        };
+        let source = match db.service.as_deref().map(str::trim) {
+            None => PAM_DEFAULT_SERVICE,
+            Some("") => return Err(self.err(&here("service"), "an empty PAM service; name the file under /etc/pam.d (e.g. saslgate), or `*` for the request's service")),
+            // Dovecot's `*`: the service the client named (smtp, imap), lowercased.
+            Some("*") => "%Ls",
+            Some(s) => s,
+        };
+        if source.contains('/') {
+            return Err(self.err(&here("service"), format!("`{source}` is a path; a PAM service is a file name under the config folder (set `config_dir` for another folder)")));
+        }
+        let service = self.template(&here("service"), source)?;
+        let timeout = match &db.timeout {
+            None => PAM_DEFAULT_TIMEOUT,
+            Some(t) => match parse_duration(t) {
+                Some(d) if !d.is_zero() => d,
+                _ => return Err(self.err(&here("timeout"), format!("`{t}` is not a positive duration; write e.g. 60s or 2m"))),
+            },
+        };
+        let max_requests = match db.max_requests {
+            None => PAM_DEFAULT_MAX_REQUESTS,
+            Some(n) if (1..=PAM_MAX_MAX_REQUESTS).contains(&n) => n,
+            Some(n) => {
+                return Err(self.err(
+                    &here("max_requests"),
+                    format!("{n} is out of range; PAM transactions at once must be 1 to {PAM_MAX_MAX_REQUESTS} (each may hold a thread while a module hangs)"),
+                ))
+            }
+        };
+        let config_dir = match &db.config_dir {
+            None => None,
+            Some(d) => {
+                let dir = self.resolve(d);
+                if !dir.is_dir() {
+                    return Err(self.err(&here("config_dir"), format!("{} is not a folder; create it with the PAM service files, or remove `config_dir` to use /etc/pam.d", dir.display())));
+                }
+                Some(dir)
+            }
+        };
+        if !source.contains('%') {
+            let file = config_dir.clone().unwrap_or_else(|| PathBuf::from("/etc/pam.d")).join(source);
+            if !file.exists() {
+                tracing::warn!(
+                    setting = %setting_name(&here("service")),
+                    file = self.file,
+                    "the PAM service file {} does not exist: PAM will use its `other` service (usually: deny everyone); create it (packaging/pam.d/saslgate is an example)",
+                    file.display()
+                );
+            }
+        }
+        Ok(PassdbDriver::Pam {
+            service,
+            failure_show_msg: db.failure_show_msg.unwrap_or(false),
+            session: db.session.unwrap_or(false),
+            setcred: db.setcred.unwrap_or(false),
+            timeout,
+            max_requests,
+            config_dir,
+        })
     }
 
     fn userdb(&self, at: &[Seg], db: &raw::Db) -> Result<UserdbConfig, ConfigError> {

@@ -112,6 +112,14 @@ pub(crate) struct Db {
     pub(crate) fields: Option<Fields>,
     pub(crate) allow_all_users: Option<bool>,
     pub(crate) password: Option<String>,
+    // driver pam (see PassdbDriver::Pam).
+    pub(crate) service: Option<String>,
+    pub(crate) failure_show_msg: Option<bool>,
+    pub(crate) session: Option<bool>,
+    pub(crate) setcred: Option<bool>,
+    pub(crate) timeout: Option<String>,
+    pub(crate) max_requests: Option<usize>,
+    pub(crate) config_dir: Option<String>,
     // Chain rules (passdbs; userdbs take skip, result_* and the field templates).
     pub(crate) name: Option<String>,
     pub(crate) mechanisms: Option<serde_norway::Value>,

@@ -128,3 +128,27 @@ fn the_packaged_config_loads() {
     assert_eq!(c.user.as_deref(), Some("saslgate"));
     assert!(c.listeners.iter().all(|l| l.path.starts_with("/run/saslgate")));
 }
+
+#[test]
+fn pam_passdb_settings_and_errors() {
+    let with = |pam: &str| format!("listeners:\n  - {{ path: auth }}\nauth:\n  mechanisms: [plain, login]\npassdbs:\n  - {{ driver: pam{pam} }}\n");
+    let c = load_text(&with("")).unwrap();
+    let PassdbDriver::Pam { service, failure_show_msg, session, setcred, timeout, max_requests, config_dir } = &c.passdbs[0].driver else { panic!() };
+    assert_eq!((service.source(), *failure_show_msg, *session, *setcred), ("saslgate", false, false, false));
+    assert_eq!((*timeout, *max_requests, config_dir.as_deref()), (PAM_DEFAULT_TIMEOUT, PAM_DEFAULT_MAX_REQUESTS, None));
+    assert!(!c.passdbs[0].can_lookup_credentials());
+    let c = load_text(&with(", service: \"*\", session: true, timeout: 5s, max_requests: 3")).unwrap();
+    let PassdbDriver::Pam { service, session, timeout, max_requests, .. } = &c.passdbs[0].driver else { panic!() };
+    assert_eq!((service.source(), *session, *timeout, *max_requests), ("%Ls", true, Duration::from_secs(5), 3));
+    for (bad, setting, says) in [
+        (", timeout: 0s", "passdbs[0].timeout", "positive duration"),
+        (", max_requests: 0", "passdbs[0].max_requests", "1 to 1024"),
+        (", service: /etc/pam.d/x", "passdbs[0].service", "is a path"),
+        (", config_dir: no-such-dir", "passdbs[0].config_dir", "not a folder"),
+        (", scheme: CRYPT", "passdbs[0].scheme", "not a setting of driver pam"),
+    ] {
+        let e = load_text(&with(bad)).unwrap_err();
+        assert_eq!((e.file.as_str(), e.line, e.setting.as_str()), ("test.yaml", Some(6), setting), "{bad}: {e}");
+        assert!(e.message.contains(says), "{bad}: {e}");
+    }
+}

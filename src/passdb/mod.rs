@@ -5,6 +5,7 @@
 //! `FAIL code=temp_fail`) and log levels. Drivers are built from config in [`build`], the one
 //! place that knows every driver.
 
+mod pam;
 mod passwd_file;
 mod static_;
 
@@ -18,6 +19,7 @@ use crate::db::Resources;
 use crate::scheme::Scheme;
 use crate::secret::Secret;
 
+pub use pam::{Pam, PamSettings};
 pub use passwd_file::PasswdFile;
 pub use static_::Static;
 
@@ -107,6 +109,11 @@ pub fn build(config: &PassdbConfig, resources: &Resources) -> Arc<dyn Passdb> {
             username_format.clone(),
             Arc::clone(&resources.files),
             resources.pool.clone(),
+        )),
+        // Each PAM passdb has its own pool of PAM threads (never the hashing pool).
+        PassdbDriver::Pam { service, failure_show_msg, session, setcred, timeout, max_requests, config_dir } => Arc::new(Pam::new(
+            PamSettings { service: service.clone(), failure_show_msg: *failure_show_msg, session: *session, setcred: *setcred, config_dir: config_dir.clone() },
+            crate::db::pam::PamPool::new(*max_requests, *timeout),
         )),
     }
 }
