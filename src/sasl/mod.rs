@@ -15,6 +15,7 @@ mod external;
 mod login;
 mod plain;
 mod scram;
+pub mod winbind;
 
 use std::fmt;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub use external::External;
 pub use login::Login;
 pub use plain::Plain;
 pub use scram::Scram;
+pub use winbind::Winbind;
 
 /// Where a mechanism gets random bytes and the time.
 pub trait Entropy: Send + Sync + fmt::Debug {
@@ -145,6 +147,10 @@ pub static MECHANISMS: &[MechInfo] = &[
     MechInfo { name: "SCRAM-SHA-256", flags: &["mutual-auth"], allows_nul: false, need: PassdbNeed::Credentials(Scheme::ScramSha256), new: |c| Box::new(Scram::sha256(c)) },
     MechInfo { name: "EXTERNAL", flags: &[], allows_nul: false, need: PassdbNeed::VerifyPlain, new: |_| Box::new(External::new()) },
     MechInfo { name: "ANONYMOUS", flags: &["anonymous"], allows_nul: true, need: PassdbNeed::Nothing, new: |_| Box::new(Anonymous::new()) },
+    // Dovecot's mech_winbind_ntlm / mech_winbind_spnego. GSS-SPNEGO allows NULs (DER tokens
+    // always have them), as Dovecot 2.4.2 fixed; 2.3 refused every real token.
+    MechInfo { name: "NTLM", flags: &["dictionary", "active"], allows_nul: true, need: PassdbNeed::Helper, new: |_| Box::new(Winbind::ntlm()) },
+    MechInfo { name: "GSS-SPNEGO", flags: &[], allows_nul: true, need: PassdbNeed::Helper, new: |_| Box::new(Winbind::gss_spnego()) },
 ];
 
 /// Finds a mechanism by name, case-insensitively.
@@ -174,7 +180,8 @@ pub enum Step {
     /// The request layer applies its user-name rules, and the userdb chain runs as for any
     /// login. `final_data` is sent before or with the OK, as for [`Step::Success`].
     Authenticated {
-        /// The user name the helper vouched for, as it gave it (e.g. `DOMAIN\user`).
+        /// The user name the helper vouched for, in Dovecot's form: winbind's `DOMAIN\user`
+        /// becomes `user@DOMAIN` (mech-winbind.c does this in the mechanism).
         user: String,
         /// Final server data (a last GSS-SPNEGO token), if any.
         final_data: Option<Vec<u8>>,
@@ -234,6 +241,10 @@ pub enum MechFailure {
     /// The helper answered something this mechanism cannot use (or said it is broken): the
     /// request is a temporary failure, and the helper is not trusted again.
     HelperBroken(&'static str),
+    /// The helper answered properly, but what it depends on (winbindd, the domain controller)
+    /// cannot be reached (e.g. `NT_STATUS_NO_LOGON_SERVERS`): a temporary failure, not a wrong
+    /// password, and the helper stays in use.
+    Unavailable(&'static str),
 }
 
 impl fmt::Display for MechFailure {
@@ -244,6 +255,7 @@ impl fmt::Display for MechFailure {
             MechFailure::PasswordMismatch => f.write_str("password mismatch"),
             MechFailure::BadCredential => f.write_str("the stored credential is not usable"),
             MechFailure::HelperBroken(why) => write!(f, "helper failure: {why}"),
+            MechFailure::Unavailable(why) => write!(f, "authentication service unavailable: {why}"),
         }
     }
 }
