@@ -5,7 +5,10 @@
 #   swaks                the SMTP client that drives it
 #   libauthen-sasl-perl  SASL support for swaks's AUTH
 #   fail2ban             fail2ban-regex, to check packaging/fail2ban against the real log
-# and, from PyPI, scramp: an independent SCRAM client.
+#   winbind samba        winbindd, ntlm_auth, wbinfo, smbpasswd for NTLM/GSS-SPNEGO (tests/winbind.rs)
+#   libnss-wrapper       the Unix accounts behind the test's Samba users, without /etc/passwd
+#   libauthen-ntlm-perl  NTLM support for swaks's AUTH
+# and, from PyPI, scramp (an independent SCRAM client) and pyspnego (NTLMv2 / SPNEGO client).
 # Idempotent and silent when everything is present. As root it installs what is missing
 # (apt-get update once, non-interactive, Postfix preseeded to "No configuration", no service
 # started); otherwise it says what to install and exits 1.
@@ -30,6 +33,10 @@ have postfix postfix || missing+=(postfix)
 have swaks swaks || missing+=(swaks)
 have libauthen-sasl-perl || perl -MAuthen::SASL -e 1 >/dev/null 2>&1 || missing+=(libauthen-sasl-perl)
 have fail2ban fail2ban-regex || missing+=(fail2ban)
+have winbind ntlm_auth || missing+=(winbind)
+have samba smbpasswd || missing+=(samba)
+have libnss-wrapper || [ -e /usr/lib/x86_64-linux-gnu/libnss_wrapper.so ] || missing+=(libnss-wrapper)
+have libauthen-ntlm-perl || perl -MAuthen::NTLM -e 1 >/dev/null 2>&1 || missing+=(libauthen-ntlm-perl)
 
 # An independent SCRAM client for tests/real_peers.rs, from PyPI (no Debian package has it).
 if ! python3 -c 'import scramp' >/dev/null 2>&1; then
@@ -37,6 +44,15 @@ if ! python3 -c 'import scramp' >/dev/null 2>&1; then
     python3 -m pip install --quiet --root-user-action=ignore scramp >/dev/null || { echo "install-deps: pip install scramp failed" >&2; exit 1; }
   else
     echo "install-deps: the Python package scramp is missing: python3 -m pip install --user scramp" >&2
+    exit 1
+  fi
+fi
+# An NTLMv2 / SPNEGO client for tests/winbind.rs, from PyPI.
+if ! python3 -c 'import spnego' >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then
+    python3 -m pip install --quiet --root-user-action=ignore pyspnego >/dev/null || { echo "install-deps: pip install pyspnego failed" >&2; exit 1; }
+  else
+    echo "install-deps: the Python package pyspnego is missing: python3 -m pip install --user pyspnego" >&2
     exit 1
   fi
 fi
@@ -75,7 +91,7 @@ apt-get "${apt_opts[@]}" update >/dev/null
 apt-get "${apt_opts[@]}" install -y "${missing[@]}" >/dev/null
 
 # Check the result the way the tests will look for it.
-for prog in doveadm postfix swaks fail2ban-regex; do
+for prog in doveadm postfix swaks fail2ban-regex ntlm_auth winbindd smbpasswd; do
   if ! command -v "$prog" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$prog" ]; then
     echo "install-deps: $prog still missing after apt-get install" >&2
     exit 1
