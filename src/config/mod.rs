@@ -222,6 +222,9 @@ pub struct Config {
     pub passdbs: Vec<PassdbConfig>,
     /// User databases, in chain order.
     pub userdbs: Vec<UserdbConfig>,
+    /// The `ntlm_auth` helpers for NTLM and GSS-SPNEGO (`auth.winbind_helper_path`,
+    /// `auth.winbind.{args,env,helpers,timeout,busy_timeout}`); one pool per mechanism.
+    pub winbind: crate::db::winbind::WinbindSettings,
 }
 
 /// Loads and validates a config file.
@@ -301,6 +304,7 @@ impl Validator<'_> {
     fn config(&self, raw: raw::Root) -> Result<Config, ConfigError> {
         let listeners = self.listeners(&raw.listeners)?;
         let mechanisms = self.mechanisms(raw.auth.mechanisms.as_deref())?;
+        let winbind = self.winbind(&raw.auth)?;
         let failure_delay = match &raw.auth.failure_delay {
             None => Duration::from_secs(2),
             Some(d) => parse_duration(d).ok_or_else(|| {
@@ -428,10 +432,48 @@ impl Validator<'_> {
             },
             limits,
             pool,
+            winbind,
             log_level,
             passdbs,
             userdbs,
         })
+    }
+
+    /// NTLM and GSS-SPNEGO need no passdb (`PassdbNeed::Helper`): only the helper settings.
+    fn winbind(&self, auth: &raw::Auth) -> Result<crate::db::winbind::WinbindSettings, ConfigError> {
+        let mut s = crate::db::winbind::WinbindSettings::default();
+        if let Some(path) = auth.winbind_helper_path.as_deref() {
+            if !path.starts_with('/') {
+                return Err(self.err(&[key("auth"), key("winbind_helper_path")], format!("`{path}` is not an absolute path; write e.g. /usr/bin/ntlm_auth")));
+            }
+            s.helper_path = PathBuf::from(path);
+        }
+        let Some(w) = &auth.winbind else { return Ok(s) };
+        let at = |name: &str| [key("auth"), key("winbind"), key(name)];
+        if let Some(args) = &w.args {
+            if let Some(bad) = args.iter().find(|a| a.starts_with("--helper-protocol")) {
+                return Err(self.err(&at("args"), format!("`{bad}` is chosen by the mechanism; remove it")));
+            }
+            s.args = args.clone();
+        }
+        if let Some(env) = &w.env {
+            s.env = env.clone();
+        }
+        if let Some(n) = w.helpers {
+            if n == 0 || n > 256 {
+                return Err(self.err(&at("helpers"), "between 1 and 256 helper processes per mechanism"));
+            }
+            s.helpers = n;
+        }
+        for (name, value, slot) in [("timeout", &w.timeout, &mut s.timeout), ("busy_timeout", &w.busy_timeout, &mut s.busy_timeout)] {
+            if let Some(d) = value {
+                match parse_duration(d) {
+                    Some(v) if !v.is_zero() => *slot = v,
+                    _ => return Err(self.err(&at(name), format!("`{d}` is not a positive duration; write e.g. 10s or 500ms"))),
+                }
+            }
+        }
+        Ok(s)
     }
 
     fn listeners(&self, raw: &[raw::Listener]) -> Result<Vec<ListenerConfig>, ConfigError> {
