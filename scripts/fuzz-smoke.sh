@@ -18,6 +18,7 @@
 # in fuzz/Cargo.toml runs (`cargo fuzz list`). With 13 targets a cold run took 267 s at 10 s each
 # (build 187 s, fuzzing 79 s); 8 s keeps it near 4 minutes, under the 5-minute CI budget.
 # With 14 targets (master_session added) it is still ceil(14 / 2) = 7 rounds of 8 s.
+# With 15 targets (winbind_reply added) it is ceil(15 / 2) = 8 rounds of 8 s.
 #
 # New inputs found during the run go to a temporary folder, so the checkout stays clean. A crash
 # leaves its input in fuzz/artifacts/<target>/ and prints it; reproduce it with

@@ -10,7 +10,10 @@
 #   libpam-modules       pam_userdb, pam_listfile, pam_exec (the test services)
 #   libpam-pwdfile       pam_pwdfile (a second test service; skipped without it)
 #   db5.3-util           db5.3_load, to build pam_userdb's user database
-# and, from PyPI, scramp: an independent SCRAM client.
+#   winbind samba        winbindd, ntlm_auth, wbinfo, smbpasswd for NTLM/GSS-SPNEGO (tests/winbind.rs)
+#   libnss-wrapper       the Unix accounts behind the test's Samba users, without /etc/passwd
+#   libauthen-ntlm-perl  NTLM support for swaks's AUTH
+# and, from PyPI, scramp (an independent SCRAM client) and pyspnego (NTLMv2 / SPNEGO client).
 # Idempotent and silent when everything is present. As root it installs what is missing
 # (apt-get update once, non-interactive, Postfix preseeded to "No configuration", no service
 # started); otherwise it says what to install and exits 1.
@@ -39,6 +42,10 @@ have libpam0g-dev || missing+=(libpam0g-dev)
 have libpam-modules || missing+=(libpam-modules)
 have libpam-pwdfile || missing+=(libpam-pwdfile)
 have db5.3-util db5.3_load || missing+=(db5.3-util)
+have winbind ntlm_auth || missing+=(winbind)
+have samba smbpasswd || missing+=(samba)
+have libnss-wrapper || [ -e /usr/lib/x86_64-linux-gnu/libnss_wrapper.so ] || missing+=(libnss-wrapper)
+have libauthen-ntlm-perl || perl -MAuthen::NTLM -e 1 >/dev/null 2>&1 || missing+=(libauthen-ntlm-perl)
 
 # An independent SCRAM client for tests/real_peers.rs, from PyPI (no Debian package has it).
 if ! python3 -c 'import scramp' >/dev/null 2>&1; then
@@ -46,6 +53,15 @@ if ! python3 -c 'import scramp' >/dev/null 2>&1; then
     python3 -m pip install --quiet --root-user-action=ignore scramp >/dev/null || { echo "install-deps: pip install scramp failed" >&2; exit 1; }
   else
     echo "install-deps: the Python package scramp is missing: python3 -m pip install --user scramp" >&2
+    exit 1
+  fi
+fi
+# An NTLMv2 / SPNEGO client for tests/winbind.rs, from PyPI.
+if ! python3 -c 'import spnego' >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then
+    python3 -m pip install --quiet --root-user-action=ignore pyspnego >/dev/null || { echo "install-deps: pip install pyspnego failed" >&2; exit 1; }
+  else
+    echo "install-deps: the Python package pyspnego is missing: python3 -m pip install --user pyspnego" >&2
     exit 1
   fi
 fi
@@ -84,7 +100,7 @@ apt-get "${apt_opts[@]}" update >/dev/null
 apt-get "${apt_opts[@]}" install -y "${missing[@]}" >/dev/null
 
 # Check the result the way the tests will look for it.
-for prog in doveadm postfix swaks fail2ban-regex db5.3_load; do
+for prog in doveadm postfix swaks fail2ban-regex db5.3_load ntlm_auth winbindd smbpasswd; do
   if ! command -v "$prog" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$prog" ]; then
     echo "install-deps: $prog still missing after apt-get install" >&2
     exit 1

@@ -95,6 +95,22 @@ pub struct Authenticator {
     logins: login::Logins,
 }
 
+/// One pool of helper processes for each offered mechanism that needs one (winbind's
+/// `ntlm_auth` for NTLM and GSS-SPNEGO). No process starts before the first exchange.
+fn helpers(config: &Config) -> HashMap<&'static str, Arc<dyn MechHelper>> {
+    use crate::sasl::winbind::HelperProtocol;
+    let mut helpers: HashMap<&'static str, Arc<dyn MechHelper>> = HashMap::new();
+    for mech in &config.mechanisms {
+        let protocol = match mech.name {
+            "NTLM" => HelperProtocol::Ntlmssp,
+            "GSS-SPNEGO" => HelperProtocol::GssSpnego,
+            _ => continue,
+        };
+        helpers.insert(mech.name, Arc::new(crate::db::winbind::HelperPool::new(protocol, config.winbind.clone())));
+    }
+    helpers
+}
+
 /// Fields a passdb returns that steer the request and never reach a reply.
 const HIDDEN_PASSDB_FIELDS: &[&str] = &["password", "user", "nopassword", "allow_nets", "allow_real_nets", "noauthenticate", "nodelay", "fail"];
 
@@ -121,7 +137,7 @@ impl Authenticator {
             cache: cache::VerifyCache::new(config.auth.cache),
             mechanisms: config.mechanisms.iter().copied().map(Mech::new).collect(),
             mech_context: MechContext { hostname: config.hostname.clone(), realms: config.realms.clone(), ..MechContext::default() },
-            helpers: HashMap::new(),
+            helpers: helpers(config),
             request_timeout,
             ip_penalty: penalty::Penalty::new(config.penalty_max),
             account_penalty: config.account_penalty.then(|| penalty::Penalty::new(config.penalty_max)),

@@ -18,7 +18,7 @@ use super::{penalty, AuthOutcome, Authenticator, CredentialsOutcome, Failure};
 use crate::db::helper::HelperSession;
 use crate::protocol::{base64, sanitize, FailCode};
 use crate::request::{Fields, RequestInfo};
-use crate::sasl::{MechInfo, Step};
+use crate::sasl::{MechFailure, MechInfo, Step};
 
 /// A mechanism this daemon offers, as the server sees it: a name to match AUTH lines against.
 #[derive(Debug, Clone, Copy)]
@@ -268,9 +268,13 @@ impl Running<'_> {
                     };
                     match session.call(&line).await {
                         Ok(reply) => match mech.helper_reply(&reply) {
-                            Step::Fail(crate::sasl::MechFailure::HelperBroken(why)) => {
+                            Step::Fail(MechFailure::HelperBroken(why)) => {
                                 session.poison();
                                 return End::Done(AuthOutcome::Failure(temp_fail(format!("helper failure: {why}"))), None);
+                            }
+                            // The helper works, but the directory behind it does not answer.
+                            Step::Fail(MechFailure::Unavailable(why)) => {
+                                return End::Done(AuthOutcome::Failure(temp_fail(format!("authentication service unavailable: {why}"))), None);
                             }
                             next => next,
                         },

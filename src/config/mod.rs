@@ -10,6 +10,7 @@ mod locate;
 mod raw;
 pub mod rules;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -253,6 +254,9 @@ pub struct Config {
     pub passdbs: Vec<PassdbConfig>,
     /// User databases, in chain order.
     pub userdbs: Vec<UserdbConfig>,
+    /// The `ntlm_auth` helpers for NTLM and GSS-SPNEGO (`auth.winbind_helper_path`,
+    /// `auth.winbind.{args,env,helpers,timeout,busy_timeout}`); one pool per mechanism.
+    pub winbind: WinbindSettings,
 }
 
 /// Global authentication settings.
@@ -312,6 +316,54 @@ pub struct CacheConfig {
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig { size: 0, ttl: Duration::from_secs(3600), negative_ttl: Duration::from_secs(60) }
+    }
+}
+
+/// How the helpers are started and bounded.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WinbindSettings {
+    /// The helper program (`auth.winbind_helper_path`, default `/usr/bin/ntlm_auth`).
+    pub helper_path: PathBuf,
+    /// Arguments before `--helper-protocol=…` (e.g. `--require-membership-of=…`).
+    pub args: Vec<String>,
+    /// The helper's whole environment (it inherits nothing).
+    pub env: BTreeMap<String, String>,
+    /// Most helper processes per mechanism.
+    pub helpers: usize,
+    /// Longest wait for one helper answer.
+    pub timeout: Duration,
+    /// Longest wait for a free helper.
+    pub busy_timeout: Duration,
+    /// Longest helper answer line accepted.
+    pub max_line: usize,
+}
+
+impl Default for WinbindSettings {
+    fn default() -> Self {
+        WinbindSettings {
+            helper_path: PathBuf::from("/usr/bin/ntlm_auth"),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            helpers: 4,
+            timeout: Duration::from_secs(10),
+            busy_timeout: Duration::from_secs(5),
+            max_line: sasl::winbind::MAX_HELPER_LINE,
+        }
+    }
+}
+
+impl fmt::Debug for WinbindSettings {
+    // The environment may hold secrets (a KRB5 keytab password, a machine password): names only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WinbindSettings")
+            .field("helper_path", &self.helper_path)
+            .field("args", &self.args)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("helpers", &self.helpers)
+            .field("timeout", &self.timeout)
+            .field("busy_timeout", &self.busy_timeout)
+            .field("max_line", &self.max_line)
+            .finish()
     }
 }
 
@@ -392,6 +444,7 @@ impl Validator<'_> {
     fn config(&self, raw: raw::Root) -> Result<Config, ConfigError> {
         let listeners = self.listeners(&raw.listeners)?;
         let mechanisms = self.mechanisms(raw.auth.mechanisms.as_deref())?;
+        let winbind = self.winbind(&raw.auth)?;
         let failure_delay = match &raw.auth.failure_delay {
             None => Duration::from_secs(2),
             Some(d) => parse_duration(d).ok_or_else(|| {
@@ -518,10 +571,48 @@ impl Validator<'_> {
             },
             limits,
             pool,
+            winbind,
             log_level,
             passdbs,
             userdbs,
         })
+    }
+
+    /// NTLM and GSS-SPNEGO need no passdb (`PassdbNeed::Helper`): only the helper settings.
+    fn winbind(&self, auth: &raw::Auth) -> Result<WinbindSettings, ConfigError> {
+        let mut s = WinbindSettings::default();
+        if let Some(path) = auth.winbind_helper_path.as_deref() {
+            if !path.starts_with('/') {
+                return Err(self.err(&[key("auth"), key("winbind_helper_path")], format!("`{path}` is not an absolute path; write e.g. /usr/bin/ntlm_auth")));
+            }
+            s.helper_path = PathBuf::from(path);
+        }
+        let Some(w) = &auth.winbind else { return Ok(s) };
+        let at = |name: &str| [key("auth"), key("winbind"), key(name)];
+        if let Some(args) = &w.args {
+            if let Some(bad) = args.iter().find(|a| a.starts_with("--helper-protocol")) {
+                return Err(self.err(&at("args"), format!("`{bad}` is chosen by the mechanism; remove it")));
+            }
+            s.args = args.clone();
+        }
+        if let Some(env) = &w.env {
+            s.env = env.clone();
+        }
+        if let Some(n) = w.helpers {
+            if n == 0 || n > 256 {
+                return Err(self.err(&at("helpers"), "between 1 and 256 helper processes per mechanism"));
+            }
+            s.helpers = n;
+        }
+        for (name, value, slot) in [("timeout", &w.timeout, &mut s.timeout), ("busy_timeout", &w.busy_timeout, &mut s.busy_timeout)] {
+            if let Some(d) = value {
+                match parse_duration(d) {
+                    Some(v) if !v.is_zero() => *slot = v,
+                    _ => return Err(self.err(&at(name), format!("`{d}` is not a positive duration; write e.g. 10s or 500ms"))),
+                }
+            }
+        }
+        Ok(s)
     }
 
     fn listeners(&self, raw: &[raw::Listener]) -> Result<Vec<ListenerConfig>, ConfigError> {

@@ -63,6 +63,19 @@ pub(crate) struct Auth {
     pub(crate) username_chars: Option<String>,
     pub(crate) username_translation: Option<String>,
     pub(crate) default_realm: Option<String>,
+    pub(crate) winbind_helper_path: Option<String>,
+    pub(crate) winbind: Option<Winbind>,
+}
+
+/// `auth.winbind`: the `ntlm_auth` helpers behind NTLM and GSS-SPNEGO.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Winbind {
+    pub(crate) args: Option<Vec<String>>,
+    pub(crate) env: Option<BTreeMap<String, String>>,
+    pub(crate) helpers: Option<usize>,
+    pub(crate) timeout: Option<String>,
+    pub(crate) busy_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -152,3 +152,33 @@ fn pam_passdb_settings_and_errors() {
         assert!(e.message.contains(says), "{bad}: {e}");
     }
 }
+
+#[test]
+fn winbind_mechanisms_need_no_passdb() {
+    let text = "listeners:\n  - { path: run/auth-client, type: client }\nauth:\n  mechanisms: [ntlm, gss-spnego]\n  winbind_helper_path: /opt/ntlm_auth-wrapper\n  winbind: { args: [\"--require-membership-of=S-1-5-32-545\"], env: { KRB5_KTNAME: /etc/k.keytab }, helpers: 2, timeout: 3s, busy_timeout: 500ms }\n";
+    let c = load_text(text).unwrap();
+    assert_eq!(c.mechanisms.iter().map(|m| m.name).collect::<Vec<_>>(), ["NTLM", "GSS-SPNEGO"]);
+    assert!(c.passdbs.is_empty());
+    assert_eq!(c.winbind.helper_path, Path::new("/opt/ntlm_auth-wrapper"));
+    assert_eq!(c.winbind.args, ["--require-membership-of=S-1-5-32-545"]);
+    assert_eq!(c.winbind.env.get("KRB5_KTNAME").map(String::as_str), Some("/etc/k.keytab"));
+    assert_eq!((c.winbind.helpers, c.winbind.timeout, c.winbind.busy_timeout), (2, Duration::from_secs(3), Duration::from_millis(500)));
+    let d = load_text("listeners:\n  - { path: run/auth-client, type: client }\nauth:\n  mechanisms: [ntlm]\n").unwrap();
+    assert_eq!(d.winbind.helper_path, Path::new("/usr/bin/ntlm_auth"));
+    assert_eq!(d.winbind.helpers, 4);
+}
+
+#[test]
+fn bad_winbind_settings_are_refused() {
+    let base = "listeners:\n  - { path: run/auth-client, type: client }\nauth:\n  mechanisms: [ntlm]\n";
+    for (extra, needle) in [
+        ("  winbind_helper_path: ntlm_auth\n", "winbind_helper_path"),
+        ("  winbind: { helpers: 0 }\n", "helpers"),
+        ("  winbind: { timeout: soon }\n", "timeout"),
+        ("  winbind: { args: [--helper-protocol=x] }\n", "args"),
+        ("  winbind: { bogus: 1 }\n", "bogus"),
+    ] {
+        let e = load_text(&format!("{base}{extra}")).unwrap_err().to_string();
+        assert!(e.contains(needle), "{extra}: {e}");
+    }
+}

@@ -5,6 +5,7 @@
 pub mod helper;
 pub mod pam;
 pub mod passwd_file;
+pub mod winbind;
 
 use std::sync::Arc;
 

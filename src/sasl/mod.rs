@@ -15,6 +15,7 @@ mod external;
 mod login;
 mod plain;
 mod scram;
+pub mod winbind;
 
 use std::fmt;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub use external::External;
 pub use login::Login;
 pub use plain::Plain;
 pub use scram::Scram;
+pub use winbind::Winbind;
 
 /// Where a mechanism gets random bytes and the time.
 pub trait Entropy: Send + Sync + fmt::Debug {
@@ -145,6 +147,10 @@ pub static MECHANISMS: &[MechInfo] = &[
     MechInfo { name: "SCRAM-SHA-256", flags: &["mutual-auth"], allows_nul: false, need: PassdbNeed::Credentials(Scheme::ScramSha256), new: |c| Box::new(Scram::sha256(c)) },
     MechInfo { name: "EXTERNAL", flags: &[], allows_nul: false, need: PassdbNeed::VerifyPlain, new: |_| Box::new(External::new()) },
     MechInfo { name: "ANONYMOUS", flags: &["anonymous"], allows_nul: true, need: PassdbNeed::Nothing, new: |_| Box::new(Anonymous::new()) },
+    // Dovecot's mech_winbind_ntlm / mech_winbind_spnego. GSS-SPNEGO allows NULs (DER tokens
+    // always have them), as Dovecot 2.4.2 fixed; 2.3 refused every real token.
+    MechInfo { name: "NTLM", flags: &["dictionary", "active"], allows_nul: true, need: PassdbNeed::Helper, new: |_| Box::new(Winbind::ntlm()) },
+    MechInfo { name: "GSS-SPNEGO", flags: &[], allows_nul: true, need: PassdbNeed::Helper, new: |_| Box::new(Winbind::gss_spnego()) },
 ];
 
 /// Finds a mechanism by name, case-insensitively.
@@ -153,7 +159,7 @@ pub fn lookup(name: &str) -> Option<&'static MechInfo> {
 }
 
 /// The next thing a mechanism wants done.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 pub enum Step {
     /// Send this challenge (`CONT`) and wait for the client's next response.
     Challenge(Vec<u8>),
@@ -174,7 +180,8 @@ pub enum Step {
     /// The request layer applies its user-name rules, and the userdb chain runs as for any
     /// login. `final_data` is sent before or with the OK, as for [`Step::Success`].
     Authenticated {
-        /// The user name the helper vouched for, as it gave it (e.g. `DOMAIN\user`).
+        /// The user name the helper vouched for, in Dovecot's form: winbind's `DOMAIN\user`
+        /// becomes `user@DOMAIN` (mech-winbind.c does this in the mechanism).
         user: String,
         /// Final server data (a last GSS-SPNEGO token), if any.
         final_data: Option<Vec<u8>>,
@@ -192,6 +199,24 @@ pub enum Step {
     },
     /// The exchange failed.
     Fail(MechFailure),
+}
+
+/// Challenges, helper lines and final data can be cracked offline (NTLM responses) or hold a
+/// password (PLAIN's credentials print through [`Secret`]): `{:?}` shows only their sizes.
+impl fmt::Debug for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Challenge(c) => write!(f, "Challenge(<{} bytes>)", c.len()),
+            Step::VerifyPlain(creds) => f.debug_tuple("VerifyPlain").field(creds).finish(),
+            Step::LookupCredentials(req) => f.debug_tuple("LookupCredentials").field(req).finish(),
+            Step::Helper(line) => write!(f, "Helper(<{} bytes>)", line.len()),
+            Step::Authenticated { user, final_data } => f.debug_struct("Authenticated").field("user", user).field("final_data", &final_data.as_ref().map(Vec::len)).finish(),
+            Step::Anonymous { trace } => f.debug_struct("Anonymous").field("trace", trace).finish(),
+            Step::External { authzid } => f.debug_struct("External").field("authzid", authzid).finish(),
+            Step::Success { final_data } => f.debug_struct("Success").field("final_data", &final_data.as_ref().map(Vec::len)).finish(),
+            Step::Fail(why) => f.debug_tuple("Fail").field(why).finish(),
+        }
+    }
 }
 
 /// A request for a stored credential.
@@ -234,6 +259,10 @@ pub enum MechFailure {
     /// The helper answered something this mechanism cannot use (or said it is broken): the
     /// request is a temporary failure, and the helper is not trusted again.
     HelperBroken(&'static str),
+    /// The helper answered properly, but what it depends on (winbindd, the domain controller)
+    /// cannot be reached (e.g. `NT_STATUS_NO_LOGON_SERVERS`): a temporary failure, not a wrong
+    /// password, and the helper stays in use.
+    Unavailable(&'static str),
 }
 
 impl fmt::Display for MechFailure {
@@ -244,6 +273,7 @@ impl fmt::Display for MechFailure {
             MechFailure::PasswordMismatch => f.write_str("password mismatch"),
             MechFailure::BadCredential => f.write_str("the stored credential is not usable"),
             MechFailure::HelperBroken(why) => write!(f, "helper failure: {why}"),
+            MechFailure::Unavailable(why) => write!(f, "authentication service unavailable: {why}"),
         }
     }
 }
