@@ -238,6 +238,11 @@ impl Saslgate {
     /// Starts saslgate in `dir` (which holds `users.passwd`) with `auth` as its `auth:` block, and
     /// waits for its four sockets.
     fn start(dir: &Path, auth: &str) -> Saslgate {
+        Saslgate::start_with(dir, auth, "{ driver: passwd-file, path: users.passwd }")
+    }
+
+    /// [`Saslgate::start`] with this userdb block.
+    fn start_with(dir: &Path, auth: &str, userdb: &str) -> Saslgate {
         let config = dir.join("saslgate.yaml");
         let listeners: String = SOCKETS.iter().map(|s| format!("  - {{ path: {s}, mode: \"0666\" }}\n")).collect();
         fs::write(
@@ -245,7 +250,7 @@ impl Saslgate {
             format!(
                 "listeners:\n{listeners}auth: {auth}\nlog: {{ level: debug }}\n\
                  passdbs:\n  - {{ driver: passwd-file, path: users.passwd }}\n\
-                 userdbs:\n  - {{ driver: passwd-file, path: users.passwd }}\n"
+                 userdbs:\n  - {userdb}\n"
             ),
         )
         .unwrap();
@@ -412,6 +417,43 @@ fn doveadm_auth_login_then_master_request() {
     }
     let out = doveadm.run(&["auth", "login", "-a", &login, "-m", &master, u.name, "wrong"]);
     assert!(out.code() == 77 && out.stdout.contains("auth failed"), "auth login with a wrong password must exit 77\n{out}");
+}
+
+/// A finished login keeps its whole request for REQUEST: userdb templates using `%s`, `%r` and
+/// `%{session}` expand on `doveadm auth login` (REQUEST) exactly as on `doveadm user` (USER)
+/// with the same parameters. Dovecot gives `mail=maildir:/var/mail/imap/blf`; before the request
+/// layer kept the login's request, saslgate gave `mail=maildir:/var/mail//blf`.
+#[test]
+fn request_userdb_templates_see_the_login_request() {
+    let tmp = temp_dir();
+    let doveadm = Doveadm::new(tmp.path());
+    doveadm.write_users(tmp.path());
+    let userdb = r#"{ driver: passwd-file, path: users.passwd, override_fields: { mail: "maildir:/var/mail/%s/%u", client_ip: "%r", sess: "%{session}" } }"#;
+    let sg = Saslgate::start_with(tmp.path(), FAST, userdb);
+    let u = user("blf");
+    let params = ["-x", "service=imap", "-x", "rip=192.0.2.7", "-x", "session=sess42"];
+    let (login_socket, master_socket) = (sg.sock_str("auth-login"), sg.sock_str("auth-master"));
+    let mut login_args = vec!["auth", "login", "-a", &login_socket[..], "-m", &master_socket[..]];
+    login_args.extend(params);
+    login_args.extend([u.name, u.pass]);
+    let login = doveadm.run(&login_args);
+    assert!(login.code() == 0, "auth login must succeed\n{login}");
+    let userdb_socket = sg.sock_str("auth-userdb");
+    let mut user_args = vec!["user", "-a", &userdb_socket[..]];
+    user_args.extend(params);
+    user_args.push(u.name);
+    let lookup = doveadm.run(&user_args);
+    assert!(lookup.code() == 0, "doveadm user must find {}\n{lookup}", u.name);
+    let mail = format!("maildir:/var/mail/imap/{}", u.name);
+    // `doveadm user` sends service and rip but no session (checked on the wire): the session
+    // is compared on REQUEST only.
+    assert!(login.stdout.contains("sess=sess42"), "REQUEST reply lacks sess=sess42\n{login}");
+    for (key, want) in [("mail", mail.as_str()), ("client_ip", "192.0.2.7")] {
+        // `auth login` prints `userdb extra fields:` then `  key=value`; `user` prints `key value`.
+        assert!(login.stdout.contains(&format!("{key}={want}")), "REQUEST reply lacks {key}={want}\n{login}");
+        let user_line = lookup.stdout.lines().find(|l| l.split_whitespace().next() == Some(key));
+        assert_eq!(user_line.and_then(|l| l.split_whitespace().nth(1)), Some(want), "USER reply lacks {key} {want}\n{lookup}");
+    }
 }
 
 /// SIGTERM stops saslgate cleanly (exit 0) and removes its sockets.

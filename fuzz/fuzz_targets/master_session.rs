@@ -38,7 +38,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use saslgate::auth::{Authenticator, RequestInfo};
+use saslgate::auth::Authenticator;
+use saslgate::request::RequestInfo;
 use saslgate::blocking::Pool;
 use saslgate::config::ListenerKind;
 use saslgate::server::{listener, Shared};
