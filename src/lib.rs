@@ -20,18 +20,17 @@
 //! - [`blocking`]: the one bounded thread pool for expensive work (hashing, later PAM).
 //! - [`config`]: YAML loading in two stages (raw serde mirror, then validated values).
 //! - [`server`]: sockets, connections, failure delay, privilege drop. Only this layer does I/O.
-//! - [`bench`]: a load generator that speaks the client protocol to any socket.
-//! - [`pw`]: `saslgate pw`, password hashes like `doveadm pw`.
+//! - [`client`]: the client side of the protocol (client and master sockets), used by the
+//!   CLI, the bench, the tests and the fuzz targets.
 
 pub mod auth;
-pub mod bench;
 pub mod blocking;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod passdb;
 pub mod protocol;
 pub mod request;
-pub mod pw;
 pub mod sasl;
 pub mod scheme;
 pub mod secret;

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+mod cli;
+
 use saslgate::config::{self, Config};
 use saslgate::server::{self, listener};
 
@@ -25,9 +27,9 @@ enum Command {
     /// Check the config file and exit (0 when it is valid).
     Check,
     /// Load generator: authenticate over the client protocol as fast as possible.
-    Bench(saslgate::bench::Args),
+    Bench(cli::bench::Args),
     /// List, generate and test password hashes (like `doveadm pw`).
-    Pw(saslgate::pw::Args),
+    Pw(cli::pw::Args),
     /// The auth cache of a running daemon.
     Cache {
         #[command(subcommand)]
@@ -52,8 +54,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => run_daemon(cli.config),
         Some(Command::Check) => check(cli.config),
-        Some(Command::Bench(args)) => saslgate::bench::main(args),
-        Some(Command::Pw(args)) => Ok(saslgate::pw::main(args)),
+        Some(Command::Bench(args)) => cli::bench::main(args),
+        Some(Command::Pw(args)) => Ok(cli::pw::main(args)),
         Some(Command::Cache { action: CacheAction::Flush { socket, users } }) => cache_flush(cli.config, socket, &users),
     };
     match result {
@@ -87,7 +89,6 @@ fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 }
 
 fn cache_flush(config: Option<PathBuf>, socket: Option<PathBuf>, users: &[String]) -> anyhow::Result<ExitCode> {
-    use std::io::{BufRead, BufReader, Write};
     let socket = match socket {
         Some(s) => s,
         None => {
@@ -100,27 +101,24 @@ fn cache_flush(config: Option<PathBuf>, socket: Option<PathBuf>, users: &[String
                 .ok_or_else(|| anyhow::anyhow!("{}: no master listener; give its socket with -a", config.source))?
         }
     };
-    let stream = std::os::unix::net::UnixStream::connect(&socket).with_context(|| format!("cannot connect to {}", socket.display()))?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-    let mut line = b"VERSION\t1\t1\nCACHE-FLUSH\t1".to_vec();
-    for user in users {
-        line.push(b'\t');
-        line.extend(saslgate::protocol::escape::escape(user.as_bytes()));
-    }
-    line.push(b'\n');
-    (&stream).write_all(&line)?;
-    for reply in BufReader::new(&stream).lines() {
-        let reply = reply.context("no reply from the daemon")?;
-        if let Some(count) = reply.strip_prefix("OK\t1\t") {
-            println!("{count} cache entries flushed");
-            return Ok(ExitCode::SUCCESS);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start a runtime")?;
+    runtime.block_on(async {
+        let wait = std::time::Duration::from_secs(10);
+        let mut conn = tokio::time::timeout(wait, saslgate::client::Connection::master(&socket))
+            .await
+            .map_err(|_| anyhow::anyhow!("{}: no handshake within {wait:?}", socket.display()))?
+            .with_context(|| format!("cannot talk to {} (is it a master socket?)", socket.display()))?;
+        conn.send(&saslgate::client::cache_flush(1, users)).await?;
+        let reply = conn.line_within(wait).await.with_context(|| format!("no reply from {}", socket.display()))?;
+        let reply = String::from_utf8_lossy(&reply);
+        match reply.strip_prefix("OK\t1\t") {
+            Some(count) => {
+                println!("{count} cache entries flushed");
+                Ok(ExitCode::SUCCESS)
+            }
+            None => anyhow::bail!("unexpected reply from {}: {reply:?}", socket.display()),
         }
-        if reply.starts_with("VERSION") || reply.starts_with("SPID") {
-            continue;
-        }
-        anyhow::bail!("unexpected reply from {}: {reply}", socket.display());
-    }
-    anyhow::bail!("{} closed the connection (is it a master socket?)", socket.display())
+    })
 }
 
 /// Logs go to stderr through a writer thread, so a request task never waits for a `write(2)`.

@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
 
+use saslgate::client::Connection;
 use saslgate::server::{self, listener};
 
 struct Running {
@@ -58,36 +57,22 @@ async fn start(example: &str) -> Running {
 }
 
 struct Conn {
-    r: BufReader<tokio::net::unix::OwnedReadHalf>,
-    w: tokio::net::unix::OwnedWriteHalf,
+    conn: Connection,
     cookie: String,
 }
 
 impl Conn {
     async fn client(path: &Path) -> Conn {
-        let (r, w) = UnixStream::connect(path).await.unwrap().into_split();
-        let mut c = Conn { r: BufReader::new(r), w, cookie: String::new() };
-        loop {
-            let l = c.line().await;
-            if let Some(cookie) = l.strip_prefix("COOKIE\t") {
-                c.cookie = cookie.to_owned();
-            }
-            if l == "DONE" {
-                break;
-            }
-        }
-        c.send(&format!("VERSION\t1\t2\nCPID\t{}\n", std::process::id())).await;
-        c
+        let (conn, handshake) = Connection::client(path, 2, std::process::id()).await.unwrap();
+        Conn { conn, cookie: handshake.cookie.unwrap_or_default() }
     }
 
     async fn send(&mut self, s: &str) {
-        self.w.write_all(s.as_bytes()).await.unwrap();
+        self.conn.send(s.as_bytes()).await.unwrap();
     }
 
     async fn line(&mut self) -> String {
-        let mut l = String::new();
-        tokio::time::timeout(Duration::from_secs(10), self.r.read_line(&mut l)).await.unwrap().unwrap();
-        l.trim_end_matches('\n').to_owned()
+        String::from_utf8(self.conn.line_within(Duration::from_secs(10)).await.unwrap()).unwrap()
     }
 
     async fn auth(&mut self, id: u32, mech: &str, params: &str, resp: &[u8]) -> String {
@@ -123,15 +108,10 @@ async fn certificate_or_password() {
     assert_eq!(c.auth(5, "EXTERNAL", &cert("carol"), b"").await, "OK\t5\tuser=carol");
     assert_eq!(c.auth(6, "EXTERNAL", &cert("bob"), b"").await, "FAIL\t6\tuser=bob");
     // The mail process claims login 5.
-    let mut m = UnixStream::connect(r.socket("auth-master")).await.unwrap();
+    let mut m = Connection::master(r.socket("auth-master")).await.unwrap();
     let pid = std::process::id();
-    m.write_all(format!("VERSION\t1\t1\nREQUEST\t77\t{pid}\t5\t{}\n", c.cookie).as_bytes()).await.unwrap();
-    let mut m = BufReader::new(m);
-    let mut line = String::new();
-    while !line.starts_with("USER") && !line.starts_with("FAIL") {
-        line.clear();
-        m.read_line(&mut line).await.unwrap();
-    }
+    m.send(format!("REQUEST\t77\t{pid}\t5\t{}\n", c.cookie).as_bytes()).await.unwrap();
+    let line = String::from_utf8(m.line_within(Duration::from_secs(10)).await.unwrap()).unwrap();
     assert_eq!(line.trim_end(), "USER\t77\tcarol\tuid=5000\tgid=5000\thome=/var/mail//carol\tauth_mech=EXTERNAL");
 }
 

@@ -12,12 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::UnixStream;
 use tokio::sync::oneshot;
 
 use pam_fixture::PamFixture;
+use saslgate::client::Connection;
 use saslgate::config;
 use saslgate::db::pam::{PamOutcome, PamPool, PamRequest};
 use saslgate::secret::Secret;
@@ -82,30 +80,27 @@ impl Drop for Daemon {
 }
 
 struct Conn {
-    r: BufReader<OwnedReadHalf>,
-    w: OwnedWriteHalf,
+    conn: Connection,
 }
 
 impl Conn {
     async fn open(path: &Path) -> Conn {
-        let (r, w) = UnixStream::connect(path).await.unwrap().into_split();
-        Conn { r: BufReader::new(r), w }
+        Conn { conn: Connection::open(path).await.unwrap() }
     }
 
     async fn handshake(&mut self) {
-        while self.line().await != "DONE" {}
+        self.conn.read_client_handshake().await.unwrap();
         self.send(&format!("VERSION\t1\t2\nCPID\t{}\n", std::process::id())).await;
     }
 
     async fn send(&mut self, text: &str) {
-        self.w.write_all(text.as_bytes()).await.unwrap();
+        self.conn.send(text.as_bytes()).await.unwrap();
     }
 
     async fn line(&mut self) -> String {
-        let mut line = String::new();
-        match tokio::time::timeout(Duration::from_secs(20), self.r.read_line(&mut line)).await {
-            Ok(Ok(n)) if n > 0 => line.trim_end_matches('\n').to_owned(),
-            other => panic!("no line from the server: {other:?}"),
+        match self.conn.line_within(Duration::from_secs(20)).await {
+            Ok(line) => String::from_utf8(line).unwrap(),
+            Err(e) => panic!("no line from the server: {e}"),
         }
     }
 

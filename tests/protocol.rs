@@ -9,11 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::UnixStream;
 use tokio::sync::oneshot;
 
+use saslgate::client::{ClientError, Connection};
 use saslgate::config;
 use saslgate::server::{self, listener};
 
@@ -89,36 +87,27 @@ impl Drop for Daemon {
 }
 
 struct Conn {
-    r: BufReader<OwnedReadHalf>,
-    w: OwnedWriteHalf,
+    conn: Connection,
     handshake: Vec<String>,
 }
 
 impl Conn {
     async fn open(path: &Path) -> Conn {
-        let (r, w) = UnixStream::connect(path).await.unwrap().into_split();
-        Conn { r: BufReader::new(r), w, handshake: Vec::new() }
+        Conn { conn: Connection::open(path).await.unwrap(), handshake: Vec::new() }
     }
 
     /// Reads the server handshake (it must come without our saying anything), then sends ours.
     async fn handshake(&mut self, minor: u32) {
-        loop {
-            let line = self.line().await;
-            let done = line == "DONE";
-            self.handshake.push(line);
-            if done {
-                break;
-            }
-        }
+        self.handshake = self.conn.read_client_handshake().await.expect("a handshake up to DONE").lines;
         self.send(&format!("VERSION\t1\t{minor}\nCPID\t{}\n", std::process::id())).await;
     }
 
     async fn send(&mut self, text: &str) {
-        self.w.write_all(text.as_bytes()).await.unwrap();
+        self.conn.send(text.as_bytes()).await.unwrap();
     }
 
     async fn send_bytes(&mut self, bytes: &[u8]) {
-        let _ = self.w.write_all(bytes).await;
+        let _ = self.conn.send(bytes).await;
     }
 
     async fn line(&mut self) -> String {
@@ -126,18 +115,16 @@ impl Conn {
     }
 
     async fn try_line(&mut self, wait: Duration) -> Option<String> {
-        let mut line = String::new();
-        match tokio::time::timeout(wait, self.r.read_line(&mut line)).await {
-            Ok(Ok(0)) | Err(_) => None,
-            Ok(Ok(_)) => Some(line.trim_end_matches('\n').to_owned()),
-            Ok(Err(e)) => panic!("read: {e}"),
+        match self.conn.line_within(wait).await {
+            Ok(line) => Some(String::from_utf8(line).expect("a UTF-8 line")),
+            Err(ClientError::Closed | ClientError::Timeout(_)) => None,
+            Err(e) => panic!("read: {e}"),
         }
     }
 
     /// True when the server closed the connection (EOF) within a few seconds.
     async fn closed(&mut self) -> bool {
-        let mut line = String::new();
-        matches!(tokio::time::timeout(Duration::from_secs(5), self.r.read_line(&mut line)).await, Ok(Ok(0)) | Ok(Err(_)))
+        matches!(self.conn.line_within(Duration::from_secs(5)).await, Err(ClientError::Closed | ClientError::Io(_)))
     }
 }
 

@@ -8,11 +8,11 @@
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
-use crate::scheme::{self, Encoding, Scheme, StoredPassword};
+use saslgate::scheme::{self, Encoding, Scheme, StoredPassword};
 
 /// Arguments of `saslgate pw`, named as `doveadm pw`'s.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// List the known schemes.
     #[arg(short = 'l')]
     list: bool,
@@ -37,9 +37,9 @@ pub struct Args {
 }
 
 /// Exit code: the password does not match.
-pub const EXIT_MISMATCH: u8 = 1;
+pub(crate) const EXIT_MISMATCH: u8 = 1;
 /// Exit code: bad input.
-pub const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_USAGE: u8 = 2;
 
 fn fatal(code: u8, message: impl std::fmt::Display) -> ExitCode {
     eprintln!("Fatal: {message}");
@@ -47,7 +47,7 @@ fn fatal(code: u8, message: impl std::fmt::Display) -> ExitCode {
 }
 
 /// Runs `saslgate pw`.
-pub fn main(args: Args) -> ExitCode {
+pub(crate) fn main(args: Args) -> ExitCode {
     if args.list {
         let names: Vec<&str> = Scheme::all().map(Scheme::as_str).collect();
         println!("{}", names.join(" "));
@@ -109,7 +109,7 @@ fn generate(args: &Args, password: &[u8]) -> ExitCode {
             };
             let (suffix, body) = match encoding {
                 Encoding::Hex => ("HEX", hex::encode(&*raw)),
-                _ => ("B64", crate::protocol::base64::encode(&raw)),
+                _ => ("B64", saslgate::protocol::base64::encode(&raw)),
             };
             format!("{{{}.{suffix}}}{body}", scheme.as_str())
         }

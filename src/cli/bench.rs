@@ -44,18 +44,17 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::UnixStream;
 use tokio::time::Instant;
 
-use crate::protocol::escape::escape;
-use crate::protocol::line::{next_line, Frame};
-use crate::protocol::{base64, parse_u32, sanitize, split_tabs, CLIENT_MAX_LINE, MAJOR_VERSION, REQUEST_TIMEOUT_SECS};
+use saslgate::client::Connection;
+use saslgate::protocol::escape::escape;
+use saslgate::protocol::line::{next_line, Frame};
+use saslgate::protocol::{base64, parse_u32, sanitize, split_tabs, CLIENT_MAX_LINE, REQUEST_TIMEOUT_SECS};
 
 /// How long requests still in flight at the end of the window may take to come back.
-pub const DRAIN: Duration = Duration::from_secs(30);
+pub(crate) const DRAIN: Duration = Duration::from_secs(30);
 /// Silence (no byte from the server while requests are pending) that ends the run as an error.
 const STALL: Duration = Duration::from_secs(REQUEST_TIMEOUT_SECS + 10);
 /// Time allowed for connecting and for the whole handshake of one connection.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshake lines accepted before `DONE` (a real server sends fewer than 30).
-const MAX_HANDSHAKE_LINES: usize = 1000;
 /// Latency samples kept; later completions are still counted, but not in the percentiles.
 const MAX_SAMPLES: usize = 1 << 25;
 /// Upper bound of `--connections`.
@@ -65,51 +64,51 @@ const MAX_PIPELINE: u32 = 65_536;
 
 /// Command-line arguments of `saslgate bench`.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Client-protocol socket to load (saslgate's or Dovecot's auth-client).
     #[arg(long, value_name = "PATH")]
-    pub socket: PathBuf,
+    pub(crate) socket: PathBuf,
     /// User name sent in the PLAIN response.
     #[arg(short, long, default_value = "plain")]
-    pub user: String,
+    pub(crate) user: String,
     /// Password sent in the PLAIN response.
     #[arg(long, default_value = "secret")]
-    pub password: String,
+    pub(crate) password: String,
     /// Connections opened (C). `-c` is taken by the global --config option.
     #[arg(short = 'C', long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CONNECTIONS)))]
-    pub connections: u32,
+    pub(crate) connections: u32,
     /// Requests in flight per connection (P), pipelined with distinct ids.
     #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PIPELINE)))]
-    pub pipeline: u32,
+    pub(crate) pipeline: u32,
     /// Seconds measured after the warmup [default: 10, or no limit with --count].
     #[arg(short, long, value_name = "SECS")]
-    pub duration: Option<f64>,
+    pub(crate) duration: Option<f64>,
     /// Stop after this many measured auths.
     #[arg(short = 'n', long, value_parser = clap::value_parser!(u64).range(1..))]
-    pub count: Option<u64>,
+    pub(crate) count: Option<u64>,
     /// Seconds of load before measuring starts.
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
-    pub warmup: f64,
+    pub(crate) warmup: f64,
     /// The reply every auth must get; any other reply makes the exit status nonzero.
     #[arg(long, value_enum, default_value_t = Expect::Ok)]
-    pub expect: Expect,
+    pub(crate) expect: Expect,
     /// `service=` sent with every AUTH.
     #[arg(long, default_value = "bench")]
-    pub service: String,
+    pub(crate) service: String,
     /// Only open the connections, do the handshake and hold them idle for --duration seconds.
     #[arg(long, conflicts_with_all = ["count", "warmup"])]
-    pub idle: bool,
+    pub(crate) idle: bool,
     /// Threads of the load generator's runtime (1: a single-threaded runtime).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub threads: u16,
+    pub(crate) threads: u16,
     /// Print one `key=value ...` line on stdout instead of the human report.
     #[arg(long)]
-    pub kv: bool,
+    pub(crate) kv: bool,
 }
 
 /// The reply every auth of a run is expected to get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Expect {
+pub(crate) enum Expect {
     /// `OK`: a `FAIL` is an error of the run.
     Ok,
     /// `FAIL`: an `OK` is an error of the run.
@@ -117,7 +116,7 @@ pub enum Expect {
 }
 
 /// Runs the benchmark.
-pub fn main(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) fn main(args: Args) -> anyhow::Result<ExitCode> {
     let plan = Plan::new(&args)?;
     let runtime = if args.threads <= 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
@@ -225,60 +224,11 @@ fn take_lines(buf: &mut Vec<u8>, mut each: impl FnMut(&[u8]) -> anyhow::Result<(
 
 /// Connects and does the client handshake. `cpid` must differ between live connections.
 async fn connect(socket: &std::path::Path, cpid: u32) -> anyhow::Result<Conn> {
-    let mut stream = UnixStream::connect(socket).await.with_context(|| format!("cannot connect to {}", socket.display()))?;
-    stream
-        .write_all(format!("VERSION\t{MAJOR_VERSION}\t2\nCPID\t{cpid}\n").as_bytes())
-        .await
-        .context("cannot send the handshake")?;
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = vec![0u8; CLIENT_MAX_LINE];
-    let mut lines = 0usize;
-    let mut version_seen = false;
-    let mut plain = false;
-    let mut done = false;
-    while !done {
-        if !fill(&mut stream, &mut buf, &mut chunk).await? {
-            bail!("the server closed the connection during the handshake");
-        }
-        let mut rest = Vec::new();
-        take_lines(&mut buf, |line| {
-            if done {
-                // Lines after DONE belong to the command phase; keep them.
-                rest.extend_from_slice(line);
-                rest.push(b'\n');
-                return Ok(());
-            }
-            lines += 1;
-            if lines > MAX_HANDSHAKE_LINES {
-                bail!("more than {MAX_HANDSHAKE_LINES} handshake lines without DONE");
-            }
-            let fields = split_tabs(line);
-            match fields.as_slice() {
-                [b"VERSION", major, ..] => {
-                    if parse_u32(major) != Some(MAJOR_VERSION) {
-                        bail!("the server speaks protocol version {}, not {MAJOR_VERSION}", sanitize(major, 20));
-                    }
-                    version_seen = true;
-                }
-                [b"MECH", name, ..] if name.eq_ignore_ascii_case(b"PLAIN") => plain = true,
-                [b"DONE"] | [b"DONE", ..] => {
-                    if !version_seen {
-                        bail!("the server sent DONE without VERSION");
-                    }
-                    done = true;
-                }
-                _ => {}
-            }
-            Ok(())
-        })?;
-        if done {
-            rest.extend_from_slice(&buf);
-            buf = rest;
-        }
-    }
-    if !plain {
+    let (conn, handshake) = Connection::client(socket, 2, cpid).await.with_context(|| format!("cannot connect to {}", socket.display()))?;
+    if !handshake.mechs.iter().any(|m| m.eq_ignore_ascii_case("PLAIN")) {
         bail!("the server does not offer the PLAIN mechanism");
     }
+    let (stream, buf) = conn.into_parts();
     Ok(Conn { stream, buf })
 }
 
