@@ -53,8 +53,9 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// What a listener speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a listener speaks (`type:` in the YAML, by name; without it, from the socket name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ListenerKind {
     /// Client protocol, auth-only (Postfix, Exim, `doveadm auth test`).
     Client,
@@ -387,11 +388,16 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigEr
     let raw: raw::Root = if text.trim().is_empty() {
         raw::Root::default()
     } else {
-        serde_norway::from_str(text).map_err(|e| ConfigError {
-            file: file.to_owned(),
-            line: e.location().map(|l| l.line()),
-            setting: "(syntax)".into(),
-            message: format!("{e}; see conf.example/saslgate.yaml for every setting"),
+        serde_norway::from_str(text).map_err(|e| {
+            // serde names the setting first (`passdbs[0].result_success: unknown variant …`)
+            // and the position last; the error keeps them apart.
+            let text = e.to_string();
+            let text = text.split(" at line ").next().unwrap_or(&text);
+            let (setting, message) = match text.split_once(": ") {
+                Some((path, rest)) if !path.contains(' ') => (path.to_owned(), rest.to_owned()),
+                _ => ("(syntax)".to_owned(), text.to_owned()),
+            };
+            ConfigError { file: file.to_owned(), line: e.location().map(|l| l.line()), setting, message: format!("{message}; see conf.example/saslgate.yaml for every setting") }
         })?
     };
     Validator { text, file, base_dir }.config(raw)
@@ -629,14 +635,7 @@ impl Validator<'_> {
             if out.iter().any(|o| o.path == path) {
                 return Err(self.err(&at("path"), format!("{} is already used by another listener", path.display())));
             }
-            let kind = match l.kind.as_deref() {
-                None => ListenerKind::from_socket_name(&path),
-                Some("client") => ListenerKind::Client,
-                Some("login") => ListenerKind::Login,
-                Some("master") => ListenerKind::Master,
-                Some("userdb") => ListenerKind::Userdb,
-                Some(other) => return Err(self.err(&at("type"), format!("unknown listener type `{other}`; use client, login, master or userdb"))),
-            };
+            let kind = l.kind.unwrap_or_else(|| ListenerKind::from_socket_name(&path));
             let mode = match &l.mode {
                 None => 0o600,
                 Some(serde_norway::Value::String(s)) => parse_mode(s).ok_or_else(|| self.err(&at("mode"), format!("`{s}` is not an octal mode; write it quoted, like \"0660\"")))?,
@@ -750,17 +749,6 @@ impl Validator<'_> {
         Ok(out)
     }
 
-    fn rule(&self, at: &[Seg], name: &str, value: Option<&str>, default: Rule) -> Result<Rule, ConfigError> {
-        match value {
-            None => Ok(default),
-            Some(v) => Rule::parse(v).ok_or_else(|| {
-                let mut p = at.to_vec();
-                p.push(key(name));
-                self.err(&p, format!("`{v}` is not a rule; use return, return-ok, return-fail, continue, continue-ok or continue-fail"))
-            }),
-        }
-    }
-
     fn passdb_rules(&self, at: &[Seg], db: &raw::Db) -> Result<PassdbRules, ConfigError> {
         let here = |k: &str| {
             let mut p = at.to_vec();
@@ -805,9 +793,9 @@ impl Validator<'_> {
             mechanisms,
             username_filter: UsernameFilter::parse(db.username_filter.as_deref().unwrap_or_default()),
             skip,
-            result_success: self.rule(at, "result_success", db.result_success.as_deref(), success_default)?,
-            result_failure: self.rule(at, "result_failure", db.result_failure.as_deref(), Rule::Continue)?,
-            result_internalfail: self.rule(at, "result_internalfail", db.result_internalfail.as_deref(), Rule::Continue)?,
+            result_success: db.result_success.unwrap_or(success_default),
+            result_failure: db.result_failure.unwrap_or(Rule::Continue),
+            result_internalfail: db.result_internalfail.unwrap_or(Rule::Continue),
             deny: db.deny.unwrap_or(false),
             master: db.master.unwrap_or(false),
             default_fields: self.field_templates(at, "default_fields", db.default_fields.as_ref())?,
@@ -962,9 +950,9 @@ impl Validator<'_> {
         };
         let rules = UserdbRules {
             skip,
-            result_success: self.rule(at, "result_success", db.result_success.as_deref(), Rule::ReturnOk)?,
-            result_failure: self.rule(at, "result_failure", db.result_failure.as_deref(), Rule::Continue)?,
-            result_internalfail: self.rule(at, "result_internalfail", db.result_internalfail.as_deref(), Rule::Continue)?,
+            result_success: db.result_success.unwrap_or(Rule::ReturnOk),
+            result_failure: db.result_failure.unwrap_or(Rule::Continue),
+            result_internalfail: db.result_internalfail.unwrap_or(Rule::Continue),
             default_fields: self.field_templates(at, "default_fields", db.default_fields.as_ref())?,
             override_fields: self.field_templates(at, "override_fields", db.override_fields.as_ref())?,
         };

@@ -8,6 +8,9 @@ pub(crate) type Fields = serde_norway::Mapping;
 
 use serde::Deserialize;
 
+use super::rules::Rule;
+use super::ListenerKind;
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Root {
@@ -36,7 +39,7 @@ pub(crate) struct Root {
 pub(crate) struct Listener {
     pub(crate) path: String,
     #[serde(rename = "type")]
-    pub(crate) kind: Option<String>,
+    pub(crate) kind: Option<ListenerKind>,
     pub(crate) mode: Option<serde_norway::Value>,
     pub(crate) user: Option<String>,
     pub(crate) group: Option<String>,
@@ -138,9 +141,9 @@ pub(crate) struct Db {
     pub(crate) mechanisms: Option<serde_norway::Value>,
     pub(crate) username_filter: Option<String>,
     pub(crate) skip: Option<String>,
-    pub(crate) result_success: Option<String>,
-    pub(crate) result_failure: Option<String>,
-    pub(crate) result_internalfail: Option<String>,
+    pub(crate) result_success: Option<Rule>,
+    pub(crate) result_failure: Option<Rule>,
+    pub(crate) result_internalfail: Option<Rule>,
     pub(crate) deny: Option<bool>,
     pub(crate) master: Option<bool>,
     pub(crate) pass: Option<bool>,

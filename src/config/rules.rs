@@ -4,8 +4,10 @@
 
 use crate::request::var::Template;
 
-/// What a rule does with a passdb's result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a rule does with a passdb's result. Read from the YAML by name (`return-ok`, …):
+/// serde refuses any other word with the list of valid ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Rule {
     /// Stop; the outcome is what the chain has decided so far (or this result).
     Return,
@@ -19,21 +21,6 @@ pub enum Rule {
     ContinueOk,
     /// Go on, and count as failure so far.
     ContinueFail,
-}
-
-impl Rule {
-    /// Parses a rule name (`return-ok`, ...).
-    pub fn parse(text: &str) -> Option<Rule> {
-        Some(match text {
-            "return" => Rule::Return,
-            "return-ok" => Rule::ReturnOk,
-            "return-fail" => Rule::ReturnFail,
-            "continue" => Rule::Continue,
-            "continue-ok" => Rule::ContinueOk,
-            "continue-fail" => Rule::ContinueFail,
-            _ => return None,
-        })
-    }
 }
 
 /// When a passdb is skipped, by what the chain knows so far.

@@ -49,7 +49,7 @@ fn listener_type_defaults_to_dovecots_name_rule() {
 fn errors_name_file_line_and_setting() {
     let cases: &[(&str, usize, &str, &str)] = &[
         ("listeners:\n  - { path: a, mode: 660 }\npassdbs:\n  - { driver: passwd-file, path: users.passwd }\n", 2, "listeners[0].mode", "quoted"),
-        ("listeners:\n  - { path: a, type: bogus }\n", 2, "listeners[0].type", "client, login"),
+        ("listeners:\n  - { path: a, type: bogus }\n", 2, "listeners[0].type", "expected one of `client`, `login`, `master`, `userdb`"),
         ("listeners:\n  - { path: a }\nauth:\n  failure_delay: soon\npassdbs:\n  - { driver: passwd-file, path: users.passwd }\n", 4, "auth.failure_delay", "2s"),
         ("listeners:\n  - { path: a }\nauth:\n  mechanisms: [plain, nope]\n", 4, "auth.mechanisms[1]", "unknown mechanism"),
         ("listeners:\n  - { path: a }\npassdbs:\n  - driver: passwd-file\n    path: users.passwd\n    scheme: NOPE\n", 6, "passdbs[0].scheme", "pw -l"),
