@@ -9,19 +9,22 @@
 //! or the async reactor's threads with expensive work.
 //!
 //! - [`protocol`]: wire tokens and limits, line framing, tab-escaping, typed client and master
-//!   commands, reply formatting. Untrusted bytes are parsed here and nowhere else.
+//!   commands, reply formatting. Untrusted bytes from peers are parsed here.
 //! - [`sasl`]: SASL mechanisms as state machines. They say what they need (a plaintext check,
-//!   later credentials in a scheme) and never call a database.
+//!   credentials in a scheme, a helper process's answer) and never call a database.
 //! - [`scheme`]: Dovecot password schemes: `{SCHEME}` parsing, verification, generation.
-//! - [`passdb`] / [`userdb`]: the database drivers, built from config in one place.
-//! - [`db`]: parsers shared by a passdb and a userdb of the same kind (passwd-file).
-//! - [`auth`]: the request layer: runs a mechanism against the passdbs and userdbs, expands
-//!   `%variables`, builds the outcome of a request.
-//! - [`blocking`]: the one bounded thread pool for expensive work (hashing, later PAM).
+//! - [`request`]: the data a request carries (request info, fields, `%variable` templates,
+//!   network lists), below both the config and the drivers.
 //! - [`config`]: YAML loading in two stages (raw serde mirror, then validated values).
-//! - [`server`]: sockets, connections, failure delay, privilege drop. Only this layer does I/O.
-//! - [`client`]: the client side of the protocol (client and master sockets), used by the
-//!   CLI, the bench, the tests and the fuzz targets.
+//! - [`db`]: what the drivers share: the shared-resources context, the passwd-file cache, PAM
+//!   and its thread pool, the winbind helper processes.
+//! - [`passdb`] / [`userdb`]: the database drivers, built from config in one place.
+//! - [`auth`]: the request layer: an AUTH from its first line to its answer, the passdb and
+//!   userdb chains, penalties, the auth cache, logins waiting for REQUEST.
+//! - [`blocking`]: the one bounded thread pool for expensive hashing.
+//! - [`server`]: sockets and connections, privilege drop. Only this layer owns sockets, and it
+//!   talks to [`auth`] alone.
+//! - [`client`]: the client side of the protocol, for the CLI, the bench and the tests.
 
 pub mod auth;
 pub mod blocking;

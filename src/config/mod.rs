@@ -1,6 +1,6 @@
 //! Configuration: YAML loaded in two stages.
 //!
-//! [`raw`] mirrors the file with serde (unknown keys are errors). [`validate`] turns it into a
+//! `raw` mirrors the file with serde (unknown keys are errors). Validation turns it into a
 //! [`Config`] whose values are typed: durations, octal modes, parsed `%variable` templates,
 //! mechanism descriptors and scheme ids, paths resolved against the config file's folder. Every
 //! error names the file, the line and the setting, and says what to do. The YAML crate is used in

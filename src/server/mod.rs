@@ -1,9 +1,11 @@
-//! The I/O layer: sockets, connections, the failure delay, privilege drop.
+//! The I/O layer: sockets, connections, privilege drop.
 //!
 //! [`run`] takes listeners that are already bound (so tests bind temp sockets and run the server
 //! in their own process) and a shutdown future. Each accepted connection becomes one task; each
 //! AUTH on a client connection becomes one task of its own, so many requests run at once on one
-//! connection and finish in any order.
+//! connection and finish in any order. What a request does between its AUTH line and its final
+//! reply (mechanism, databases, failure delay, penalties) is the request layer's (`auth`): this
+//! layer parses lines, hands requests over, carries CONT exchanges and writes the answers.
 
 mod client;
 pub mod listener;
