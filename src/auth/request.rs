@@ -264,7 +264,9 @@ struct Watch {
     service: String,
     /// The user name the mechanism gave, once known (sanitized, at most 128 characters).
     user: Mutex<Option<String>>,
-    done: bool,
+    /// The verdict was logged (`auth failed` or `auth succeeded`): a client that leaves during
+    /// the failure delay abandoned nothing.
+    decided: AtomicBool,
 }
 
 impl Watch {
@@ -275,7 +277,7 @@ impl Watch {
             mech: req.mech.name(),
             service: sanitize(req.info.service.as_bytes(), 32),
             user: Mutex::new(None),
-            done: false,
+            decided: AtomicBool::new(false),
         }
     }
 
@@ -283,13 +285,18 @@ impl Watch {
         *self.user.lock().unwrap_or_else(|e| e.into_inner()) = Some(sanitize(user.as_bytes(), 128));
     }
 
-    fn answered(mut self) {
-        self.done = true;
+    fn decided(&self) {
+        self.decided.store(true, Ordering::Relaxed);
     }
 
-    fn abandoned(mut self, reason: &'static str) {
-        self.log(reason);
-        self.done = true;
+    fn answered(self) {
+        self.decided();
+    }
+
+    fn abandoned(self, reason: &'static str) {
+        if !self.decided.swap(true, Ordering::Relaxed) {
+            self.log(reason);
+        }
     }
 
     fn log(&self, reason: &str) {
@@ -309,7 +316,7 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        if !self.done {
+        if !self.decided.load(Ordering::Relaxed) {
             self.log("aborted by client");
         }
     }
@@ -336,6 +343,7 @@ impl Running<'_> {
                 Answer { verdict: Verdict::Fail, fields }
             }
             End::Busy => {
+                self.watch.decided();
                 tracing::warn!(target: "saslgate::auth::busy", id = self.req.id, rip = %self.rip_text(), "request refused (temp_fail): limits.max_request_bytes reached");
                 busy_answer()
             }
@@ -347,6 +355,7 @@ impl Running<'_> {
 
     fn succeed(&self, user: String, original_user: Option<String>, fields: Fields, final_resp: Option<Vec<u8>>) -> Answer {
         let auth = self.auth;
+        self.watch.decided();
         if !self.req.no_penalty {
             auth.ip_penalty.succeeded(&penalty::ip_key(self.req.info.rip));
         }
@@ -441,7 +450,8 @@ impl Running<'_> {
                         return end;
                     }
                     self.account_wait(&creds.authcid).await;
-                    let mut outcome = auth.verify_plain(&info, &creds).await;
+                    // Boxed, here and below: a request waiting for the client stays small in memory.
+                    let mut outcome = Box::pin(auth.verify_plain(&info, &creds)).await;
                     // A proxy answer on a login socket carries the client's password, so the
                     // login process can log in to the backend (unless the passdb gave `pass`).
                     // Never on auth-only sockets: Postfix has no use for it.
@@ -459,14 +469,14 @@ impl Running<'_> {
                     tracing::debug!(id = self.req.id, trace = ?sanitize(trace.as_bytes(), 256), "anonymous login");
                     return End::Done(auth.anonymous(), None);
                 }
-                Step::External { authzid } => return End::Done(auth.external(&info, authzid.as_deref()).await, None),
+                Step::External { authzid } => return End::Done(Box::pin(auth.external(&info, authzid.as_deref())).await, None),
                 Step::LookupCredentials(req) => {
                     self.watch.set_user(&req.authcid);
                     if let Some(end) = self.too_long(&req.authcid, req.authzid.as_deref(), 0, &info) {
                         return end;
                     }
                     self.account_wait(&req.authcid).await;
-                    match auth.lookup_credentials(&info, &req).await {
+                    match Box::pin(auth.lookup_credentials(&info, &req)).await {
                         CredentialsOutcome::Found { user, original_user, fields, credential } => {
                             found = Some((user, original_user, fields));
                             mech.credentials(credential.expose())
@@ -610,6 +620,7 @@ impl Running<'_> {
     /// fail2ban sees it at once. The remote IP comes first, right after the message, and every
     /// text a client chose is quoted and escaped, so no user name can forge another IP.
     fn log_failure(&self, user: Option<&str>, reason: &str) {
+        self.watch.decided();
         tracing::info!(
             target: "saslgate::auth::fail",
             rip = %self.rip_text(),
@@ -631,3 +642,4 @@ fn fail_mech(why: &str) -> End {
 fn temp_fail(why: impl Into<String>) -> Failure {
     Failure { code: Some(FailCode::TempFail), ..Failure::plain(None, why) }
 }
+
