@@ -6,6 +6,10 @@
 //! schemes are cheap: those are verified inline, while the expensive ones queue here. When the
 //! queue is full, new work is refused at once (a temporary failure) instead of piling up
 //! without bound.
+//!
+//! A job whose waiter is gone by the time a worker takes it (the request was cancelled, timed
+//! out, or its connection closed) is dropped unrun: a client that queues expensive logins and
+//! leaves costs no hashing. A job already running finishes; its value is discarded.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -68,6 +72,10 @@ impl Pool {
     {
         let (done_tx, done_rx) = oneshot::channel();
         let job: Job = Box::new(move || {
+            // The request that wanted this is gone: never start the work.
+            if done_tx.is_closed() {
+                return;
+            }
             let result = catch_unwind(AssertUnwindSafe(f)).map_err(|_| PoolError::Panicked);
             // The waiter may be gone (request cancelled); the value is then dropped.
             let _ = done_tx.send(result);
@@ -127,5 +135,37 @@ mod tests {
         release_tx.send(()).unwrap();
         assert_eq!(blocker.await.unwrap(), Ok(Some(())));
         assert_eq!(queued.await.unwrap(), Ok(2));
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_waiter_left_never_runs() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let pool = Pool::new(1, 8).unwrap();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let release_rx = Arc::new(Mutex::new(release_rx));
+        let blocker = {
+            let pool = pool.clone();
+            let r = Arc::clone(&release_rx);
+            tokio::spawn(async move { pool.run(move || r.lock().unwrap().recv().ok()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await; // the worker holds the blocker
+        let ran = Arc::new(AtomicUsize::new(0));
+        let mut waiters = Vec::new();
+        for _ in 0..5 {
+            let (pool, ran) = (pool.clone(), Arc::clone(&ran));
+            waiters.push(tokio::spawn(async move { pool.run(move || ran.fetch_add(1, Ordering::SeqCst)).await }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await; // all five are queued
+        for w in &waiters {
+            w.abort(); // the requests are cancelled while their jobs wait
+        }
+        for w in waiters {
+            let _ = w.await;
+        }
+        release_tx.send(()).unwrap();
+        assert_eq!(blocker.await.unwrap(), Ok(Some(())));
+        // A job queued after them runs, so the worker has passed the abandoned ones.
+        assert_eq!(pool.run(|| 7).await, Ok(7));
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "abandoned jobs ran");
     }
 }

@@ -29,7 +29,7 @@ use crate::userdb::{self, UserdbOutcome};
 
 pub use login::{CpidInUse, LoginConnection};
 pub use master::{RequestClaim, UserAnswer};
-pub use request::{Answer, AuthRequest, Conversation, Mech, Verdict};
+pub use request::{Answer, AuthRequest, Conversation, Mech, Permit, Verdict};
 
 /// The final result of an authentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +93,8 @@ pub struct Authenticator {
     ip_penalty: penalty::Penalty,
     account_penalty: Option<penalty::Penalty>,
     logins: login::Logins,
+    /// What one request may send, and the requests in flight over the whole daemon.
+    bounds: request::Bounds,
 }
 
 /// One pool of helper processes for each offered mechanism that needs one (winbind's
@@ -142,6 +144,7 @@ impl Authenticator {
             ip_penalty: penalty::Penalty::new(config.penalty_max),
             account_penalty: config.account_penalty.then(|| penalty::Penalty::new(config.penalty_max)),
             logins: login::Logins::new(request_timeout, config.limits.max_requests_per_connection),
+            bounds: request::Bounds::new(&config.limits),
         }
     }
 

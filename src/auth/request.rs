@@ -7,8 +7,18 @@
 //! delay, and the finished login kept for the master's REQUEST. What comes back is an
 //! [`Answer`]: the verdict and the reply's fields in order, which the server writes as an `OK`
 //! or `FAIL` line in one place.
+//!
+//! Bounds on what a client controls live here too. Before a request runs, the server asks
+//! [`Authenticator::admit`] for a [`Permit`]: requests in flight over the whole daemon are
+//! bounded by count (`limits.max_requests`) and by the bytes of client data they hold
+//! (`limits.max_request_bytes`: initial responses and every CONT response), and past either a
+//! request gets `FAIL code=temp_fail` at once. User names and passwords longer than
+//! `limits.max_username_length` / `limits.max_password_length` fail before any passdb or hash
+//! sees them. A request that ends without an answer (CANCEL, a closed connection, the request
+//! timeout) logs one `auth abandoned` line, which the shipped fail2ban filter does not count.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -66,7 +76,82 @@ pub struct AuthRequest {
     /// The login connection, on login sockets: a success waits there for REQUEST, and proxy
     /// answers carry the password.
     pub login: Option<Arc<LoginConnection>>,
+    /// The request's share of the daemon-wide bounds, from [`Authenticator::admit`]; released
+    /// when the request ends in any way (answered, cancelled, its connection closed).
+    pub permit: Permit,
 }
+
+/// The daemon-wide bounds on requests, and the per-request limits on user names and passwords.
+#[derive(Debug)]
+pub(crate) struct Bounds {
+    max_password_length: usize,
+    max_username_length: usize,
+    inflight: Arc<Inflight>,
+    /// Set while admissions are being refused, so a flood logs one warning, not one per request.
+    saturated: AtomicBool,
+}
+
+impl Bounds {
+    pub(crate) fn new(limits: &crate::config::Limits) -> Bounds {
+        Bounds {
+            max_password_length: limits.max_password_length,
+            max_username_length: limits.max_username_length,
+            inflight: Arc::new(Inflight { count: AtomicUsize::new(0), bytes: AtomicUsize::new(0), max_count: limits.max_requests, max_bytes: limits.max_request_bytes }),
+            saturated: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Requests in flight and the client bytes they hold, over the whole daemon.
+#[derive(Debug)]
+struct Inflight {
+    count: AtomicUsize,
+    bytes: AtomicUsize,
+    max_count: usize,
+    max_bytes: usize,
+}
+
+impl Inflight {
+    /// Adds `n` to `counter` unless that passes `max`.
+    fn take(counter: &AtomicUsize, n: usize, max: usize) -> bool {
+        counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| now.checked_add(n).filter(|&after| after <= max)).is_ok()
+    }
+}
+
+/// One request's share of the daemon-wide bounds: one request and the client bytes it holds.
+/// Dropping it gives both back.
+pub struct Permit {
+    inflight: Arc<Inflight>,
+    bytes: usize,
+}
+
+impl Permit {
+    /// Counts `n` more bytes of client data held by the request. False when that would pass
+    /// `limits.max_request_bytes` (nothing is counted then).
+    fn grow(&mut self, n: usize) -> bool {
+        if !Inflight::take(&self.inflight.bytes, n, self.inflight.max_bytes) {
+            return false;
+        }
+        self.bytes += n;
+        true
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.inflight.bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+        self.inflight.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl std::fmt::Debug for Permit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Permit").field("bytes", &self.bytes).finish()
+    }
+}
+
+/// The reply to a request refused for load (`limits.max_requests`, `limits.max_request_bytes`).
+const BUSY_REASON: &str = "Too many requests in flight";
 
 /// Whether a request succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +177,11 @@ enum End {
     Done(AuthOutcome, Option<Vec<u8>>),
     /// A protocol-level FAIL sent at once, without delay (bad base64, certificate policy).
     Immediate(Option<FailCode>, &'static str),
+    /// Over `limits.max_request_bytes`: `FAIL code=temp_fail` at once, no penalty, and no
+    /// `auth failed` line (the daemon is loaded; the client is not known to be wrong).
+    Busy,
+    /// The client left mid-exchange: no answer.
+    Gone,
 }
 
 /// A running request: the parsed AUTH, the authenticator, and when the client last spoke.
@@ -99,26 +189,141 @@ struct Running<'a> {
     auth: &'a Authenticator,
     req: AuthRequest,
     last_input: Instant,
+    watch: &'a Watch,
 }
 
 impl Authenticator {
-    /// Runs an AUTH to its final answer. `None` when it ran past the request timeout: such a
-    /// request is dropped without a reply, as Dovecot does.
+    /// Admits a new AUTH whose initial response holds `initial_bytes`, within the daemon-wide
+    /// bounds (`limits.max_requests`, `limits.max_request_bytes`). The permit goes into the
+    /// [`AuthRequest`]. `Err` is the answer to send at once: `FAIL code=temp_fail`.
+    pub fn admit(&self, initial_bytes: usize) -> Result<Permit, Answer> {
+        let bounds = &self.bounds;
+        let inflight = &bounds.inflight;
+        if Inflight::take(&inflight.count, 1, inflight.max_count) {
+            let mut permit = Permit { inflight: Arc::clone(inflight), bytes: 0 };
+            if permit.grow(initial_bytes) {
+                if bounds.saturated.load(Ordering::Relaxed) {
+                    bounds.saturated.store(false, Ordering::Relaxed);
+                }
+                return Ok(permit);
+            }
+        }
+        if !bounds.saturated.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                target: "saslgate::auth::busy",
+                requests = inflight.count.load(Ordering::Relaxed),
+                bytes = inflight.bytes.load(Ordering::Relaxed),
+                "refusing new requests (temp_fail): limits.max_requests ({}) or limits.max_request_bytes ({}) reached",
+                inflight.max_count,
+                inflight.max_bytes
+            );
+        }
+        Err(busy_answer())
+    }
+
+    /// Runs an AUTH to its final answer. `None` when it ends without one: it ran past the
+    /// request timeout (dropped without a reply, as Dovecot does) or the client left. Either
+    /// way, and when the task running this is aborted (CANCEL, the connection closed), one
+    /// `auth abandoned` line is logged.
     pub async fn authenticate(&self, req: AuthRequest, conv: &mut dyn Conversation) -> Option<Answer> {
-        let id = req.id;
-        let run = Running { auth: self, req, last_input: Instant::now() };
-        match tokio::time::timeout(self.request_timeout, run.run(conv)).await {
-            Ok(answer) => Some(answer),
+        let watch = Watch::new(&req);
+        let run = Running { auth: self, req, last_input: Instant::now(), watch: &watch };
+        let result = tokio::time::timeout(self.request_timeout, run.run(conv)).await;
+        match result {
+            Ok(Some(answer)) => {
+                watch.answered();
+                Some(answer)
+            }
+            Ok(None) => {
+                watch.abandoned("connection closed");
+                None
+            }
             Err(_) => {
-                tracing::info!(id, "request timed out");
+                watch.abandoned("request timed out");
                 None
             }
         }
     }
 }
 
+fn busy_answer() -> Answer {
+    let mut fields = Fields::new();
+    fields.set("code", FailCode::TempFail.as_str());
+    fields.set("reason", BUSY_REASON);
+    Answer { verdict: Verdict::Fail, fields }
+}
+
+/// Logs a request that ended without an answer, once: when the request is dropped unanswered
+/// (its task aborted on CANCEL or when the connection closed: "aborted by client"), or
+/// explicitly (timed out). The line has its own target and message (`saslgate::auth::abandoned:
+/// auth abandoned`), so the fail2ban filter, which counts `auth failed`, does not count it.
+struct Watch {
+    id: u32,
+    rip: String,
+    mech: &'static str,
+    service: String,
+    /// The user name the mechanism gave, once known (sanitized, at most 128 characters).
+    user: Mutex<Option<String>>,
+    /// The verdict was logged (`auth failed` or `auth succeeded`): a client that leaves during
+    /// the failure delay abandoned nothing.
+    decided: AtomicBool,
+}
+
+impl Watch {
+    fn new(req: &AuthRequest) -> Watch {
+        Watch {
+            id: req.id,
+            rip: req.info.rip.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
+            mech: req.mech.name(),
+            service: sanitize(req.info.service.as_bytes(), 32),
+            user: Mutex::new(None),
+            decided: AtomicBool::new(false),
+        }
+    }
+
+    fn set_user(&self, user: &str) {
+        *self.user.lock().unwrap_or_else(|e| e.into_inner()) = Some(sanitize(user.as_bytes(), 128));
+    }
+
+    fn decided(&self) {
+        self.decided.store(true, Ordering::Relaxed);
+    }
+
+    fn answered(self) {
+        self.decided();
+    }
+
+    fn abandoned(self, reason: &'static str) {
+        if !self.decided.swap(true, Ordering::Relaxed) {
+            self.log(reason);
+        }
+    }
+
+    fn log(&self, reason: &str) {
+        let user = self.user.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default();
+        tracing::info!(
+            target: "saslgate::auth::abandoned",
+            rip = %self.rip,
+            user = ?user,
+            mech = %self.mech,
+            service = ?self.service,
+            id = self.id,
+            reason = ?reason,
+            "auth abandoned"
+        );
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if !self.decided.load(Ordering::Relaxed) {
+            self.log("aborted by client");
+        }
+    }
+}
+
 impl Running<'_> {
-    async fn run(mut self, conv: &mut dyn Conversation) -> Answer {
+    async fn run(mut self, conv: &mut dyn Conversation) -> Option<Answer> {
         if !self.req.no_penalty {
             let wait = self.auth.ip_penalty.delay(&penalty::ip_key(self.req.info.rip), Instant::now());
             if !wait.is_zero() {
@@ -127,7 +332,7 @@ impl Running<'_> {
             }
         }
         self.last_input = Instant::now();
-        match self.exchange(conv).await {
+        Some(match self.exchange(conv).await {
             End::Immediate(code, reason) => {
                 self.log_failure(None, reason);
                 let mut fields = Fields::new();
@@ -137,13 +342,20 @@ impl Running<'_> {
                 fields.set("reason", reason);
                 Answer { verdict: Verdict::Fail, fields }
             }
+            End::Busy => {
+                self.watch.decided();
+                tracing::warn!(target: "saslgate::auth::busy", id = self.req.id, rip = %self.rip_text(), "request refused (temp_fail): limits.max_request_bytes reached");
+                busy_answer()
+            }
+            End::Gone => return None,
             End::Done(AuthOutcome::Success { user, original_user, fields }, final_resp) => self.succeed(user, original_user, fields, final_resp),
             End::Done(AuthOutcome::Failure(failure), _) => self.fail(failure).await,
-        }
+        })
     }
 
     fn succeed(&self, user: String, original_user: Option<String>, fields: Fields, final_resp: Option<Vec<u8>>) -> Answer {
         let auth = self.auth;
+        self.watch.decided();
         if !self.req.no_penalty {
             auth.ip_penalty.succeeded(&penalty::ip_key(self.req.info.rip));
         }
@@ -195,8 +407,13 @@ impl Running<'_> {
     /// Sends a challenge and waits for the client's decoded response. `Err` ends the request.
     async fn response(&mut self, challenge: &[u8], conv: &mut dyn Conversation) -> Result<Vec<u8>, End> {
         let Some(text) = conv.challenge(challenge).await else {
-            return Err(fail_mech("connection closed"));
+            return Err(End::Gone);
         };
+        // The mechanism may keep what the client sent (LOGIN keeps the name while it asks
+        // for the password): counted until the request ends.
+        if !self.req.permit.grow(text.len()) {
+            return Err(End::Busy);
+        }
         self.last_input = Instant::now();
         self.decode(&text, false)
     }
@@ -228,8 +445,13 @@ impl Running<'_> {
                     Err(end) => return end,
                 },
                 Step::VerifyPlain(creds) => {
+                    self.watch.set_user(&creds.authcid);
+                    if let Some(end) = self.too_long(&creds.authcid, creds.authzid.as_deref(), creds.password.expose().len(), &info) {
+                        return end;
+                    }
                     self.account_wait(&creds.authcid).await;
-                    let mut outcome = auth.verify_plain(&info, &creds).await;
+                    // Boxed, here and below: a request waiting for the client stays small in memory.
+                    let mut outcome = Box::pin(auth.verify_plain(&info, &creds)).await;
                     // A proxy answer on a login socket carries the client's password, so the
                     // login process can log in to the backend (unless the passdb gave `pass`).
                     // Never on auth-only sockets: Postfix has no use for it.
@@ -247,10 +469,14 @@ impl Running<'_> {
                     tracing::debug!(id = self.req.id, trace = ?sanitize(trace.as_bytes(), 256), "anonymous login");
                     return End::Done(auth.anonymous(), None);
                 }
-                Step::External { authzid } => return End::Done(auth.external(&info, authzid.as_deref()).await, None),
+                Step::External { authzid } => return End::Done(Box::pin(auth.external(&info, authzid.as_deref())).await, None),
                 Step::LookupCredentials(req) => {
+                    self.watch.set_user(&req.authcid);
+                    if let Some(end) = self.too_long(&req.authcid, req.authzid.as_deref(), 0, &info) {
+                        return end;
+                    }
                     self.account_wait(&req.authcid).await;
-                    match auth.lookup_credentials(&info, &req).await {
+                    match Box::pin(auth.lookup_credentials(&info, &req)).await {
                         CredentialsOutcome::Found { user, original_user, fields, credential } => {
                             found = Some((user, original_user, fields));
                             mech.credentials(credential.expose())
@@ -355,6 +581,25 @@ impl Running<'_> {
         Answer { verdict: Verdict::Fail, fields }
     }
 
+    /// A user name or password past `limits.max_username_length` / `limits.max_password_length`:
+    /// a failure at once, before any passdb lookup or hash, logged and penalized like a wrong
+    /// password. An over-long name is neither echoed in `user=` nor kept as a penalty key.
+    fn too_long(&self, authcid: &str, authzid: Option<&str>, password_len: usize, info: &RequestInfo) -> Option<End> {
+        let bounds = &self.auth.bounds;
+        let name_len = authcid.len().max(authzid.map_or(0, str::len));
+        if name_len > bounds.max_username_length {
+            let why = format!("user name too long ({name_len} bytes; limits.max_username_length is {})", bounds.max_username_length);
+            return Some(End::Done(AuthOutcome::Failure(Failure::plain(None, why)), None));
+        }
+        if password_len > bounds.max_password_length {
+            let why = format!("password too long ({password_len} bytes; limits.max_password_length is {}): not checked", bounds.max_password_length);
+            let user = self.auth.translate_user(authcid, info);
+            let original_user = user.as_deref().filter(|u| *u != authcid).map(|_| authcid.to_owned());
+            return Some(End::Done(AuthOutcome::Failure(Failure { original_user, ..Failure::plain(user, why) }), None));
+        }
+        None
+    }
+
     /// With `account_penalty`, an account with recent failures waits before its password is
     /// checked, whatever address the attempt comes from.
     async fn account_wait(&self, given: &str) {
@@ -375,6 +620,7 @@ impl Running<'_> {
     /// fail2ban sees it at once. The remote IP comes first, right after the message, and every
     /// text a client chose is quoted and escaped, so no user name can forge another IP.
     fn log_failure(&self, user: Option<&str>, reason: &str) {
+        self.watch.decided();
         tracing::info!(
             target: "saslgate::auth::fail",
             rip = %self.rip_text(),
@@ -396,3 +642,4 @@ fn fail_mech(why: &str) -> End {
 fn temp_fail(why: impl Into<String>) -> Failure {
     Failure { code: Some(FailCode::TempFail), ..Failure::plain(None, why) }
 }
+

@@ -209,7 +209,28 @@ pub struct Limits {
     pub max_connections: usize,
     /// Requests in flight on one connection.
     pub max_requests_per_connection: usize,
+    // Request-layer bounds.
+    /// Longest password a plaintext mechanism may send, in bytes (`limits.max_password_length`,
+    /// default 1024); a longer one fails without being hashed.
+    pub max_password_length: usize,
+    /// Longest user name (authentication or authorization id) a mechanism may send, in bytes
+    /// (`limits.max_username_length`, default 512); a longer one fails at once.
+    pub max_username_length: usize,
+    /// Requests in flight over the whole daemon (`limits.max_requests`, default 10,000).
+    pub max_requests: usize,
+    /// Bytes of client data held by the requests in flight over the whole daemon: initial
+    /// responses and every CONT response (`limits.max_request_bytes`, default 16 MiB).
+    pub max_request_bytes: usize,
 }
+
+/// Default `limits.max_password_length`.
+pub const DEFAULT_MAX_PASSWORD_LENGTH: usize = 1024;
+/// Default `limits.max_username_length`: room for any e-mail address (RFC 5321: 64 + 1 + 255).
+pub const DEFAULT_MAX_USERNAME_LENGTH: usize = 512;
+/// Default `limits.max_requests`.
+pub const DEFAULT_MAX_REQUESTS: usize = 10_000;
+/// Default `limits.max_request_bytes`.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
 /// The blocking pool's size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -460,14 +481,15 @@ impl Validator<'_> {
         if failure_delay > Duration::from_secs(8) {
             return Err(self.err(&[key("auth"), key("failure_delay")], "more than 8s would run into Postfix's 10s reply timeout; use at most 8s"));
         }
+        let account_penalty = raw.auth.account_penalty.unwrap_or(false);
+        // With `account_penalty`, one request can wait out two penalties (its address's, then
+        // its account's): the default halves so the sum stays what it was.
         let penalty_max = match &raw.auth.penalty_max {
+            None if account_penalty => Duration::from_secs(3),
             None => Duration::from_secs(6),
             Some(d) => parse_duration(d).ok_or_else(|| self.err(&[key("auth"), key("penalty_max")], format!("`{d}` is not a duration; write e.g. 6s or 0s")))?,
         };
-        // Postfix waits 10 s for a reply: penalty + failure delay + 250 ms jitter must fit.
-        if penalty_max + failure_delay + Duration::from_millis(250) >= Duration::from_secs(10) {
-            return Err(self.err(&[key("auth"), key("penalty_max")], format!("penalty_max ({penalty_max:?}) plus failure_delay ({failure_delay:?}) must stay below Postfix's 10s reply timeout; lower one of them")));
-        }
+        self.check_reply_time(penalty_max, account_penalty, failure_delay, raw.auth.penalty_max.is_some())?;
         let cache = {
             let raw_cache = raw.auth.cache.as_ref();
             let default = CacheConfig::default();
@@ -531,6 +553,18 @@ impl Validator<'_> {
             max_connections: positive(raw.limits.max_connections, 1000).map_err(|m| self.err(&[key("limits"), key("max_connections")], m))?,
             max_requests_per_connection: positive(raw.limits.max_requests_per_connection, 256)
                 .map_err(|m| self.err(&[key("limits"), key("max_requests_per_connection")], m))?,
+            // Request-layer bounds.
+            max_password_length: positive(raw.limits.max_password_length, DEFAULT_MAX_PASSWORD_LENGTH)
+                .map_err(|m| self.err(&[key("limits"), key("max_password_length")], m))?,
+            max_username_length: positive(raw.limits.max_username_length, DEFAULT_MAX_USERNAME_LENGTH)
+                .map_err(|m| self.err(&[key("limits"), key("max_username_length")], m))?,
+            max_requests: positive(raw.limits.max_requests, DEFAULT_MAX_REQUESTS).map_err(|m| self.err(&[key("limits"), key("max_requests")], m))?,
+            max_request_bytes: match raw.limits.max_request_bytes {
+                Some(n) if n < crate::protocol::CLIENT_MAX_LINE => {
+                    return Err(self.err(&[key("limits"), key("max_request_bytes")], format!("{n} is less than one full request line; use at least {}", crate::protocol::CLIENT_MAX_LINE)));
+                }
+                n => n.unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
+            },
         };
         let pool = PoolConfig {
             threads: raw.pool.threads.unwrap_or(0),
@@ -550,7 +584,7 @@ impl Validator<'_> {
             hostname,
             realms: raw.auth.realms.unwrap_or_default(),
             penalty_max,
-            account_penalty: raw.auth.account_penalty.unwrap_or(false),
+            account_penalty,
             auth: AuthSettings {
                 username_format,
                 failure_delay,
@@ -582,6 +616,29 @@ impl Validator<'_> {
             passdbs,
             userdbs,
         })
+    }
+
+    /// Postfix waits 10 s for a reply. Every delay one failing request can meet must fit in
+    /// it: the address's penalty, the account's penalty (`account_penalty`), the failure delay
+    /// and its jitter (up to 250 ms). Otherwise Postfix answers 454 (try again) instead of 535.
+    fn check_reply_time(&self, penalty_max: Duration, account_penalty: bool, failure_delay: Duration, penalty_set: bool) -> Result<(), ConfigError> {
+        let jitter = Duration::from_millis(250);
+        let account = if account_penalty { penalty_max } else { Duration::ZERO };
+        let total = penalty_max + account + failure_delay + jitter;
+        if total < Duration::from_secs(10) {
+            return Ok(());
+        }
+        let parts = if account_penalty {
+            format!("auth.penalty_max ({penalty_max:?}) for the address, again for the account (auth.account_penalty: true), auth.failure_delay ({failure_delay:?}) and up to 250ms jitter")
+        } else {
+            format!("auth.penalty_max ({penalty_max:?}), auth.failure_delay ({failure_delay:?}) and up to 250ms jitter")
+        };
+        // Name the setting the admin wrote: the one to lower.
+        let at = if penalty_set { key("penalty_max") } else { key("failure_delay") };
+        Err(self.err(
+            &[key("auth"), at],
+            format!("{parts} add up to {total:?}, which is not below Postfix's 10s reply timeout; lower auth.penalty_max or auth.failure_delay{}", if account_penalty { ", or turn auth.account_penalty off" } else { "" }),
+        ))
     }
 
     /// NTLM and GSS-SPNEGO need no passdb (`PassdbNeed::Helper`): only the helper settings.

@@ -101,6 +101,11 @@ pub(crate) struct Service {
 pub(crate) struct Limits {
     pub(crate) max_connections: Option<usize>,
     pub(crate) max_requests_per_connection: Option<usize>,
+    // Request-layer bounds: what one request may send, and requests in flight daemon-wide.
+    pub(crate) max_password_length: Option<usize>,
+    pub(crate) max_username_length: Option<usize>,
+    pub(crate) max_requests: Option<usize>,
+    pub(crate) max_request_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

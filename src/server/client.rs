@@ -194,6 +194,14 @@ impl Connection {
                     InitialResponse::EmptyValue => Some(Vec::new()),
                     InitialResponse::Base64(text) => Some(text),
                 };
+                // The daemon-wide bounds on requests in flight (count and bytes held).
+                let permit = match self.shared.auth.admit(initial.as_ref().map_or(0, Vec::len)) {
+                    Ok(permit) => permit,
+                    Err(answer) => {
+                        self.send(answer_line(id, &answer)).await;
+                        return Ok(());
+                    }
+                };
                 let (cont_tx, cont_rx) = mpsc::channel(1);
                 let awaiting = Arc::new(AtomicBool::new(false));
                 let admitted = {
@@ -221,6 +229,7 @@ impl Connection {
                     final_resp_ok: auth.params.final_resp_ok,
                     initial,
                     login: self.login_entry.clone(),
+                    permit,
                 };
                 let mut conv = Cont { id, tx: self.tx.clone(), awaiting, cont_rx };
                 let (shared, requests, tx) = (Arc::clone(&self.shared), Arc::clone(&self.requests), self.tx.clone());
