@@ -12,13 +12,9 @@
 //! Successes and failures have their own TTLs; the size is bounded; entries can be flushed all
 //! at once or per user (`CACHE-FLUSH` on the master socket, `SIGHUP`, `saslgate cache flush`).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Instant;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
+use super::keyed::KeyedTable;
 use crate::config::CacheConfig;
 
 #[derive(Debug, Clone)]
@@ -32,9 +28,7 @@ struct Entry {
 #[derive(Debug)]
 pub struct VerifyCache {
     config: CacheConfig,
-    key: [u8; 32],
-    // A std Mutex: every critical section is one map operation (or a bounded sweep).
-    entries: Mutex<HashMap<[u8; 32], Entry>>,
+    entries: KeyedTable<Entry>,
 }
 
 /// The inputs of one verification.
@@ -53,7 +47,7 @@ pub struct CacheKey<'a> {
 impl VerifyCache {
     /// A cache with a fresh random key.
     pub fn new(config: CacheConfig) -> VerifyCache {
-        VerifyCache { config, key: rand::random(), entries: Mutex::new(HashMap::new()) }
+        VerifyCache { config, entries: KeyedTable::new(config.size) }
     }
 
     /// Whether the cache is on.
@@ -61,19 +55,12 @@ impl VerifyCache {
         self.config.size > 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Entry>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    fn digest(&self, k: &CacheKey<'_>) -> super::keyed::Digest {
+        self.entries.digest(&[&(k.passdb as u64).to_be_bytes(), k.user.as_bytes(), k.stored.as_bytes(), k.password])
     }
 
-    fn digest(&self, k: &CacheKey<'_>) -> [u8; 32] {
-        // `new_from_slice` accepts any key length for HMAC; 32 bytes never fails.
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else { return [0; 32] };
-        mac.update(&(k.passdb as u64).to_be_bytes());
-        for field in [k.user.as_bytes(), k.stored.as_bytes(), k.password] {
-            mac.update(&(field.len() as u64).to_be_bytes());
-            mac.update(field);
-        }
-        mac.finalize().into_bytes().into()
+    fn fresh(&self, e: &Entry, now: Instant) -> bool {
+        now.duration_since(e.at) < if e.ok { self.config.ttl } else { self.config.negative_ttl }
     }
 
     /// A remembered result for these exact inputs, if still fresh.
@@ -82,10 +69,9 @@ impl VerifyCache {
             return None;
         }
         let digest = self.digest(k);
-        let entries = self.lock();
+        let entries = self.entries.lock();
         let e = entries.get(&digest)?;
-        let ttl = if e.ok { self.config.ttl } else { self.config.negative_ttl };
-        (now.duration_since(e.at) < ttl && e.user == k.user).then_some(e.ok)
+        (self.fresh(e, now) && e.user == k.user).then_some(e.ok)
     }
 
     /// Remembers a result.
@@ -94,24 +80,12 @@ impl VerifyCache {
             return;
         }
         let digest = self.digest(k);
-        let mut entries = self.lock();
-        if entries.len() >= self.config.size && !entries.contains_key(&digest) {
-            let (ttl, neg) = (self.config.ttl, self.config.negative_ttl);
-            entries.retain(|_, e| now.duration_since(e.at) < if e.ok { ttl } else { neg });
-            if entries.len() >= self.config.size {
-                // Still full: drop the oldest tenth (at least one) rather than grow.
-                let mut ages: Vec<Instant> = entries.values().map(|e| e.at).collect();
-                ages.sort_unstable();
-                let cut = ages[(ages.len() / 10).min(ages.len() - 1)];
-                entries.retain(|_, e| e.at > cut);
-            }
-        }
-        entries.insert(digest, Entry { user: k.user.to_owned(), ok, at: now });
+        self.entries.upsert(digest, |e| self.fresh(e, now), |e| e.at, |_| Entry { user: k.user.to_owned(), ok, at: now });
     }
 
     /// Flushes everything (`users` empty) or the entries of these users; returns how many.
     pub fn flush(&self, users: &[String]) -> usize {
-        let mut entries = self.lock();
+        let mut entries = self.entries.lock();
         let before = entries.len();
         if users.is_empty() {
             entries.clear();
@@ -123,7 +97,7 @@ impl VerifyCache {
 
     /// Entries held.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.entries.len()
     }
 
     /// Whether nothing is held.

@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod chain;
+mod keyed;
 mod login;
 mod master;
 pub mod penalty;

@@ -7,19 +7,15 @@
 //! Postfix's 10 s reply timeout (Dovecot's 15 s cap makes Postfix answer 454 instead of 535).
 //! The same table, keyed by user name, gives the optional per-account penalty.
 //!
-//! The table never stores a key as given: it stores a 128-bit HMAC-SHA256 of it under a random
-//! key made when the table is (one per process run). Every entry has the same small size
+//! The table never stores a key as given ([`KeyedTable`]): every entry has the same small size
 //! whatever the client sent, so a flood of failures with long user names cannot grow memory
 //! past `MAX_KEYS` fixed-size entries, and nobody without the key can aim two names at one
 //! entry.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use super::keyed::KeyedTable;
 
 /// Failures older than this are forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
@@ -34,15 +30,10 @@ struct Entry {
     last: Instant,
 }
 
-/// What the table stores instead of a key: its keyed hash, truncated to 128 bits.
-type Digest = [u8; 16];
-
-/// Penalties by key. A std Mutex: every critical section is one map operation.
+/// Penalties by key.
 pub struct Penalty {
     max: Duration,
-    /// The HMAC key, random per table; never logged.
-    secret: [u8; 32],
-    table: Mutex<HashMap<Digest, Entry>>,
+    table: KeyedTable<Entry>,
 }
 
 impl std::fmt::Debug for Penalty {
@@ -54,31 +45,18 @@ impl std::fmt::Debug for Penalty {
 impl Penalty {
     /// A table whose delays never exceed `max`.
     pub fn new(max: Duration) -> Penalty {
-        Penalty { max, secret: rand::random(), table: Mutex::new(HashMap::new()) }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Entry>> {
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
+        Penalty { max, table: KeyedTable::new(MAX_KEYS) }
     }
 
     /// The fixed-size form of a key in this table.
-    fn digest(&self, key: &str) -> Digest {
-        // HMAC takes a key of any length, so `new_from_slice` never fails (invariant of the
-        // hmac crate); were it to, every key would share one entry rather than panic.
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.secret) else {
-            return [0; 16];
-        };
-        mac.update(key.as_bytes());
-        let full = mac.finalize().into_bytes();
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&full[..16]);
-        out
+    fn digest(&self, key: &str) -> super::keyed::Digest {
+        self.table.digest(&[key.as_bytes()])
     }
 
     /// How long a new request with this key must wait now.
     pub fn delay(&self, key: &str, now: Instant) -> Duration {
         let digest = self.digest(key);
-        let Some(e) = self.lock().get(&digest).copied() else {
+        let Some(e) = self.table.lock().get(&digest).copied() else {
             return Duration::ZERO;
         };
         if e.failures == 0 || now.duration_since(e.last) >= FORGET_AFTER {
@@ -91,34 +69,22 @@ impl Penalty {
     /// Records a failed authentication.
     pub fn failed(&self, key: &str, now: Instant) {
         let digest = self.digest(key);
-        let mut table = self.lock();
-        if table.len() >= MAX_KEYS && !table.contains_key(&digest) {
-            table.retain(|_, e| now.duration_since(e.last) < FORGET_AFTER);
-            if table.len() >= MAX_KEYS {
-                // Still full: forget the stalest tenth rather than grow.
-                let mut ages: Vec<Instant> = table.values().map(|e| e.last).collect();
-                ages.sort_unstable();
-                let cut = ages[ages.len() / 10];
-                table.retain(|_, e| e.last > cut);
-            }
-        }
-        let e = table.entry(digest).or_insert(Entry { failures: 0, last: now });
-        if now.duration_since(e.last) >= FORGET_AFTER {
-            e.failures = 0;
-        }
-        e.failures = e.failures.saturating_add(1);
-        e.last = now;
+        let alive = |e: &Entry| now.duration_since(e.last) < FORGET_AFTER;
+        self.table.upsert(digest, alive, |e| e.last, |old| {
+            let failures = old.filter(alive).map_or(0, |e| e.failures);
+            Entry { failures: failures.saturating_add(1), last: now }
+        });
     }
 
     /// Clears the key after a success.
     pub fn succeeded(&self, key: &str) {
         let digest = self.digest(key);
-        self.lock().remove(&digest);
+        self.table.lock().remove(&digest);
     }
 
     /// Keys remembered (for tests and metrics).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.table.len()
     }
 
     /// Whether nothing is remembered.
