@@ -13,6 +13,8 @@
 #   winbind samba        winbindd, ntlm_auth, wbinfo, smbpasswd for NTLM/GSS-SPNEGO (tests/winbind.rs)
 #   libnss-wrapper       the Unix accounts behind the test's Samba users, without /etc/passwd
 #   libauthen-ntlm-perl  NTLM support for swaks's AUTH
+#   slapd ldap-utils     OpenLDAP's server and tools, for the ldap passdb/userdb (tests/ldap.rs)
+#   dovecot-ldap         Dovecot's LDAP driver, for scripts/bench-ldap-vs-dovecot.sh
 # and, from PyPI, scramp (an independent SCRAM client) and pyspnego (NTLMv2 / SPNEGO client).
 # Idempotent and silent when everything is present. As root it installs what is missing
 # (apt-get update once, non-interactive, Postfix preseeded to "No configuration", no service
@@ -46,6 +48,9 @@ have winbind ntlm_auth || missing+=(winbind)
 have samba smbpasswd || missing+=(samba)
 have libnss-wrapper || [ -e /usr/lib/x86_64-linux-gnu/libnss_wrapper.so ] || missing+=(libnss-wrapper)
 have libauthen-ntlm-perl || perl -MAuthen::NTLM -e 1 >/dev/null 2>&1 || missing+=(libauthen-ntlm-perl)
+have slapd slapd || missing+=(slapd)
+have ldap-utils ldapadd || missing+=(ldap-utils)
+have dovecot-ldap || [ -e /usr/lib/dovecot/modules/auth/libauthdb_ldap.so ] || missing+=(dovecot-ldap)
 
 # An independent SCRAM client for tests/real_peers.rs, from PyPI (no Debian package has it).
 if ! python3 -c 'import scramp' >/dev/null 2>&1; then
@@ -82,6 +87,8 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 # Postfix: no system mail configuration (the tests write their own main.cf / master.cf).
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
+# slapd: no system directory (the tests write their own slapd.conf and database).
+echo "slapd slapd/no_configuration boolean true" | debconf-set-selections 2>/dev/null || true
 
 # Installing must not start a system Dovecot/Postfix: deny service starts for the duration,
 # unless the machine already has a policy of its own.

@@ -521,21 +521,45 @@ impl Authenticator {
         }
     }
 
-    /// Every user of every userdb that can iterate. `Err` when one failed or none can.
-    pub async fn list_users(&self) -> Result<Vec<String>, String> {
-        let mut all = Vec::new();
-        let mut any = false;
-        for entry in &self.userdbs {
-            match entry.db.iterate().await {
-                Some(Ok(users)) => {
-                    any = true;
-                    all.extend(users);
+    /// Every user of every userdb that can iterate, streamed: each userdb's list is asked for
+    /// when the one before it ends. An `Err` ends the listing (also when no userdb can list).
+    pub fn list_users(&self) -> UserListing<'_> {
+        UserListing { dbs: self.userdbs.iter(), current: None, any: false }
+    }
+}
+
+/// The users of every userdb that can iterate, one at a time (see [`Authenticator::list_users`]).
+#[derive(Debug)]
+pub struct UserListing<'a> {
+    dbs: std::slice::Iter<'a, chain::UserdbEntry>,
+    current: Option<userdb::UserList>,
+    any: bool,
+}
+
+impl UserListing<'_> {
+    /// The next user name; `None` at the end.
+    pub async fn next(&mut self) -> Option<Result<String, String>> {
+        loop {
+            if let Some(list) = self.current.as_mut() {
+                match list.next().await {
+                    Some(item) => return Some(item),
+                    None => self.current = None,
                 }
-                Some(Err(why)) => return Err(why),
-                None => {}
+            }
+            match self.dbs.next() {
+                Some(entry) => {
+                    if let Some(list) = entry.db.iterate().await {
+                        self.any = true;
+                        self.current = Some(list);
+                    }
+                }
+                None if !self.any => {
+                    self.any = true; // said once
+                    return Some(Err("no userdb can list users".into()));
+                }
+                None => return None,
             }
         }
-        if any { Ok(all) } else { Err("no userdb can list users".into()) }
     }
 }
 

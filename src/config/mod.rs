@@ -6,6 +6,7 @@
 //! error names the file, the line and the setting, and says what to do. The YAML crate is used in
 //! this module only, so it can be swapped in one place.
 
+pub mod ldap;
 mod locate;
 mod raw;
 pub mod rules;
@@ -151,6 +152,9 @@ pub enum PassdbDriver {
         /// Where the service files are read from (`pam_start_confdir`); none means /etc/pam.d.
         config_dir: Option<PathBuf>,
     },
+    /// `driver: ldap`: a directory, in lookup mode (the stored password is verified here) or
+    /// in `auth_bind` mode (the directory checks the password with a bind).
+    Ldap(Box<ldap::LdapPassdb>),
 }
 
 /// The default `service` of the pam passdb.
@@ -165,9 +169,10 @@ pub const PAM_MAX_MAX_REQUESTS: usize = 1024;
 impl PassdbConfig {
     /// Whether this passdb can ever answer a credentials lookup (CRAM-MD5, DIGEST-MD5, SCRAM).
     pub fn can_lookup_credentials(&self) -> bool {
-        match self.driver {
+        match &self.driver {
             PassdbDriver::PasswdFile { .. } | PassdbDriver::Static { .. } => true,
             PassdbDriver::Pam { .. } => false,
+            PassdbDriver::Ldap(ldap) => !ldap.auth_bind,
         }
     }
 }
@@ -200,6 +205,8 @@ pub enum UserdbDriver {
         /// Answer for any user name without asking the passdbs whether it exists.
         allow_all_users: bool,
     },
+    /// `driver: ldap`.
+    Ldap(Box<ldap::LdapUserdb>),
 }
 
 /// Resource limits.
@@ -742,6 +749,27 @@ impl Validator<'_> {
             ("timeout", db.timeout.is_some()),
             ("max_requests", db.max_requests.is_some()),
             ("config_dir", db.config_dir.is_some()),
+            ("uris", db.uris.is_some()),
+            ("dn", db.dn.is_some()),
+            ("dnpass", db.dnpass.is_some()),
+            ("dnpass_file", db.dnpass_file.is_some()),
+            ("base", db.base.is_some()),
+            ("scope", db.scope.is_some()),
+            ("deref", db.deref.is_some()),
+            ("auth_bind", db.auth_bind.is_some()),
+            ("auth_bind_userdn", db.auth_bind_userdn.is_some()),
+            ("pass_filter", db.pass_filter.is_some()),
+            ("pass_attrs", db.pass_attrs.is_some()),
+            ("user_filter", db.user_filter.is_some()),
+            ("user_attrs", db.user_attrs.is_some()),
+            ("iterate_filter", db.iterate_filter.is_some()),
+            ("iterate_attrs", db.iterate_attrs.is_some()),
+            ("tls", db.tls.is_some()),
+            ("tls_ca_cert_file", db.tls_ca_cert_file.is_some()),
+            ("tls_require_cert", db.tls_require_cert.is_some()),
+            ("connections", db.connections.is_some()),
+            ("auth_bind_connections", db.auth_bind_connections.is_some()),
+            ("max_ops_per_connection", db.max_ops_per_connection.is_some()),
             ("mechanisms", db.mechanisms.is_some()),
             ("username_filter", db.username_filter.is_some()),
             ("deny", db.deny.is_some()),
@@ -889,10 +917,15 @@ impl Validator<'_> {
                 self.only(at, db, &with_chain(&["service", "failure_show_msg", "session", "setcred", "timeout", "max_requests", "config_dir"]))?;
                 self.pam(at, db)?
             }
+            "ldap" => {
+                let own: Vec<&'static str> = ldap::CONNECTION_KEYS.iter().chain(ldap::PASSDB_KEYS).copied().collect();
+                self.only(at, db, &with_chain(&own))?;
+                PassdbDriver::Ldap(Box::new(self.ldap_passdb(at, db)?))
+            }
             other => {
                 let mut p = at.to_vec();
                 p.push(key("driver"));
-                return Err(self.err(&p, format!("unknown passdb driver `{other}`; this build has: passwd-file, static, pam")));
+                return Err(self.err(&p, format!("unknown passdb driver `{other}`; this build has: passwd-file, static, pam, ldap")));
             }
         };
         let rules = self.passdb_rules(at, db)?;
@@ -991,10 +1024,15 @@ impl Validator<'_> {
                 let fields = self.field_templates(at, "fields", db.fields.as_ref())?;
                 UserdbDriver::Static { fields, allow_all_users: db.allow_all_users.unwrap_or(false) }
             }
+            "ldap" => {
+                let own: Vec<&'static str> = ldap::CONNECTION_KEYS.iter().chain(ldap::USERDB_KEYS).copied().collect();
+                self.only(at, db, &with_chain(&own))?;
+                UserdbDriver::Ldap(Box::new(self.ldap_userdb(at, db)?))
+            }
             other => {
                 let mut p = at.to_vec();
                 p.push(key("driver"));
-                return Err(self.err(&p, format!("unknown userdb driver `{other}`; this build has: passwd-file, static, prefetch")));
+                return Err(self.err(&p, format!("unknown userdb driver `{other}`; this build has: passwd-file, static, prefetch, ldap")));
             }
         };
         let mut p = at.to_vec();

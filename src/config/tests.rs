@@ -182,3 +182,41 @@ fn bad_winbind_settings_are_refused() {
         assert!(e.contains(needle), "{extra}: {e}");
     }
 }
+
+#[test]
+fn ldap_example_loads_with_dovecots_keys() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf.example/ldap.yaml");
+    let c = load(&path).unwrap();
+    let PassdbDriver::Ldap(p) = &c.passdbs[0].driver else { panic!() };
+    assert!(p.auth_bind && p.auth_bind_userdn.is_none());
+    assert_eq!(p.conn.uris, ["ldap://ldap1.example.org", "ldap://ldap2.example.org"]);
+    assert_eq!(p.conn.timeout, Duration::from_secs(5));
+    assert_eq!((p.conn.connections, p.auth_bind_connections, p.conn.max_ops_per_connection), (4, 16, 64));
+    assert!(!format!("{p:?}").contains("change me"), "dnpass stays out of Debug");
+    let UserdbDriver::Ldap(u) = &c.userdbs[0].driver else { panic!() };
+    assert_eq!(u.user_attrs.len(), 4);
+    assert!(matches!(&u.user_attrs[2], ldap::AttrMap::Template { field, template } if field == "home" && template.ldap_attrs() == ["uid"]));
+}
+
+#[test]
+fn ldap_errors_name_the_setting() {
+    let head = "listeners:\n  - { path: a }\npassdbs:\n";
+    let cases: &[(&str, &str, &str)] = &[
+        ("  - { driver: ldap, base: dc=x }\n", "passdbs[0].driver", "needs `uris`"),
+        ("  - { driver: ldap, uris: [ \"http://x\" ], base: dc=x }\n", "passdbs[0].uris[0]", "not an LDAP URI"),
+        ("  - { driver: ldap, uris: [ \"ldap://x\" ], base: dc=x, scope: deep }\n", "passdbs[0].scope", "subtree"),
+        ("  - { driver: ldap, uris: [ \"ldap://x\" ], base: dc=x, pass_attrs: { uid: user } }\n", "passdbs[0].pass_attrs", "needs the password"),
+        ("  - { driver: ldap, uris: [ \"ldap://x\" ], base: dc=x, pass_filter: \"uid=%u\" }\n", "passdbs[0].pass_filter", "parentheses"),
+        ("  - { driver: ldap, uris: [ \"ldap://x\" ], base: dc=x, auth_bind_userdn: \"uid=%u\" }\n", "passdbs[0].auth_bind_userdn", "auth_bind: true"),
+        ("  - { driver: ldap, uris: [ \"ldap://x\" ], base: dc=x, user_attrs: {} }\n", "passdbs[0].user_attrs", "not a setting of driver ldap"),
+        ("  - { driver: ldap, uris: [ \"ldap://x\" ], base: dc=x, pass_attrs: { userPassword: password, home: \"=%{ldap:a)(}\" } }\n", "passdbs[0].pass_attrs.home", "not an LDAP attribute"),
+        ("  - { driver: ldap, uris: [ \"ldap://x\" ], base: dc=x, dnpass_file: /nonexistent/x, dn: cn=a }\n", "passdbs[0].dnpass_file", "cannot read"),
+        ("  - { driver: ldap, uris: [ \"ldap://x\" ], base: dc=x, timeout: 2h }\n", "passdbs[0].timeout", "between"),
+    ];
+    for (text, setting, message) in cases {
+        let e = load_text(&format!("{head}{text}")).unwrap_err();
+        assert_eq!(e.setting, *setting, "{text}: {e}");
+        assert!(e.message.contains(message), "{text}: {e}");
+        assert_eq!(e.line, Some(4), "{text}: {e}");
+    }
+}

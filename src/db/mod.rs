@@ -3,6 +3,7 @@
 //! [`Resources`], the context every backend is built with.
 
 pub mod helper;
+pub mod ldap;
 pub mod pam;
 pub mod passwd_file;
 pub mod winbind;

@@ -5,6 +5,7 @@
 //! `FAIL code=temp_fail`) and log levels. Drivers are built from config in [`build`], the one
 //! place that knows every driver.
 
+mod ldap;
 mod pam;
 mod passwd_file;
 mod static_;
@@ -19,6 +20,7 @@ use crate::db::Resources;
 use crate::scheme::Scheme;
 use crate::secret::Secret;
 
+pub use ldap::Ldap;
 pub use pam::{Pam, PamSettings};
 pub use passwd_file::PasswdFile;
 pub use static_::Static;
@@ -115,5 +117,7 @@ pub fn build(config: &PassdbConfig, resources: &Resources) -> Arc<dyn Passdb> {
             PamSettings { service: service.clone(), failure_show_msg: *failure_show_msg, session: *session, setcred: *setcred, config_dir: config_dir.clone() },
             crate::db::pam::PamPool::new(*max_requests, *timeout),
         )),
+        // Each LDAP block has its own lookup (and bind) pool (see db::ldap).
+        PassdbDriver::Ldap(settings) => Arc::new(Ldap::new((**settings).clone())),
     }
 }

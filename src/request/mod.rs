@@ -170,6 +170,8 @@ impl RequestInfo {
             Var::Cert => if self.valid_client_cert { "valid".to_owned() } else { String::new() },
             Var::RealRemoteIp => ip(self.real_rip),
             Var::Percent => "%".to_owned(),
+            // Resolved by the LDAP drivers from the entry (see `expand_with`).
+            Var::Ldap(_) => String::new(),
         }
     }
 }
@@ -177,6 +179,18 @@ impl RequestInfo {
 /// Expands a template whose result is a user name or a field value.
 pub fn expand_for_user(template: &Template, user: &str, info: &RequestInfo) -> String {
     template.expand(|v| info.var(v, user, str::to_owned))
+}
+
+/// Expands a template with every substituted value passed through `escape` (an LDAP filter's
+/// RFC 4515 escaping, a DN's RFC 4514 one), and `%{ldap:attr}` taken from `ldap`.
+pub fn expand_with(template: &Template, user: &str, info: &RequestInfo, escape: fn(&str) -> String, ldap: &dyn Fn(&str) -> String) -> String {
+    template.expand_escaped(
+        |v| match v {
+            Var::Ldap(i) => template.ldap_attr(i).map(ldap).unwrap_or_default(),
+            other => info.var(other, user, str::to_owned),
+        },
+        |value| escape(&value),
+    )
 }
 
 /// Expands field templates (`fields`, `default_fields`, `override_fields`) for a user.

@@ -41,6 +41,9 @@ pub enum Var {
     RealRemoteIp,
     /// `%%`: a literal `%`.
     Percent,
+    /// `%{ldap:attr}`: an attribute of the LDAP entry found (only in an LDAP driver's
+    /// `pass_attrs` / `user_attrs` templates); the number indexes [`Template::ldap_attr`].
+    Ldap(u16),
 }
 
 impl Var {
@@ -170,6 +173,8 @@ enum Piece {
 pub struct Template {
     source: String,
     pieces: Vec<Piece>,
+    /// The attribute names `%{ldap:…}` refers to, in order of first use.
+    ldap: Vec<String>,
 }
 
 /// A template that does not parse.
@@ -180,6 +185,17 @@ pub struct TemplateError(String);
 impl Template {
     /// Parses a template.
     pub fn parse(source: &str) -> Result<Template, TemplateError> {
+        Template::parse_inner(source, false)
+    }
+
+    /// Parses a template of an LDAP driver's attribute map, where `%{ldap:attr}` names an
+    /// attribute of the entry found (Dovecot's syntax).
+    pub fn parse_ldap(source: &str) -> Result<Template, TemplateError> {
+        Template::parse_inner(source, true)
+    }
+
+    fn parse_inner(source: &str, allow_ldap: bool) -> Result<Template, TemplateError> {
+        let mut ldap: Vec<String> = Vec::new();
         let mut pieces = Vec::new();
         let mut text = String::new();
         let mut chars = source.chars().peekable();
@@ -211,6 +227,23 @@ impl Template {
                                 None => return Err(TemplateError(format!("%{{{name} has no closing }}"))),
                             }
                         }
+                        if let Some(attr) = name.strip_prefix("ldap:") {
+                            if !allow_ldap {
+                                return Err(TemplateError(format!("%{{{name}}} is only known in an LDAP driver's pass_attrs / user_attrs")));
+                            }
+                            if attr.is_empty() || !attr.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b';' || b == b'.') {
+                                return Err(TemplateError(format!("%{{{name}}}: `{attr}` is not an LDAP attribute name")));
+                            }
+                            let index = match ldap.iter().position(|a| a.eq_ignore_ascii_case(attr)) {
+                                Some(i) => i,
+                                None => {
+                                    ldap.push(attr.to_owned());
+                                    ldap.len() - 1
+                                }
+                            };
+                            let index = u16::try_from(index).map_err(|_| TemplateError("too many %{ldap:…} attributes".into()))?;
+                            break Var::Ldap(index);
+                        }
                         break Var::from_long(&name)
                             .ok_or_else(|| TemplateError(format!("unknown variable %{{{name}}}")))?;
                     }
@@ -238,7 +271,17 @@ impl Template {
         if !text.is_empty() {
             pieces.push(Piece::Text(text));
         }
-        Ok(Template { source: source.to_owned(), pieces })
+        Ok(Template { source: source.to_owned(), pieces, ldap })
+    }
+
+    /// The attribute `Var::Ldap(index)` stands for.
+    pub fn ldap_attr(&self, index: u16) -> Option<&str> {
+        self.ldap.get(usize::from(index)).map(String::as_str)
+    }
+
+    /// Every attribute `%{ldap:…}` refers to (to request them in the search).
+    pub fn ldap_attrs(&self) -> &[String] {
+        &self.ldap
     }
 
     /// Whether the template refers to `var`.
@@ -254,6 +297,13 @@ impl Template {
 
     /// Expands the template; `lookup` gives each variable's value (empty when unknown).
     pub fn expand(&self, lookup: impl Fn(Var) -> String) -> String {
+        self.expand_escaped(lookup, |v| v)
+    }
+
+    /// Expands the template, passing every substituted value (after its slice and modifiers)
+    /// through `escape`: an LDAP filter escapes `*()\` and NUL there, so a modifier or slice can
+    /// never cut an escape sequence apart.
+    pub fn expand_escaped(&self, lookup: impl Fn(Var) -> String, escape: impl Fn(String) -> String) -> String {
         let mut out = String::new();
         for piece in &self.pieces {
             match piece {
@@ -266,7 +316,7 @@ impl Template {
                     for m in mods {
                         value = m.apply(value);
                     }
-                    out.push_str(&value);
+                    out.push_str(&escape(value));
                 }
             }
         }
@@ -361,5 +411,28 @@ mod tests {
         }
         assert!(Template::parse("%Lu").unwrap().uses(Var::User));
         assert!(!Template::parse("%d").unwrap().uses(Var::User));
+    }
+
+    #[test]
+    fn ldap_attributes() {
+        assert!(Template::parse("%{ldap:uid}").is_err(), "only in LDAP attribute maps");
+        let t = Template::parse_ldap("/var/mail/%{ldap:uid}/%{ldap:mail}/%{LDAP:x}%{ldap:UID}").unwrap_err();
+        assert!(t.to_string().contains("LDAP:x"), "{t}");
+        let t = Template::parse_ldap("/var/mail/%{ldap:uid}/%Lu/%{ldap:UID}").unwrap();
+        assert_eq!(t.ldap_attrs(), ["uid"]);
+        let out = t.expand(|v| match v {
+            Var::Ldap(i) => format!("<{}>", t.ldap_attr(i).unwrap()),
+            Var::User => "Bob".into(),
+            _ => String::new(),
+        });
+        assert_eq!(out, "/var/mail/<uid>/bob/<uid>");
+        assert!(Template::parse_ldap("%{ldap:}").is_err());
+        assert!(Template::parse_ldap("%{ldap:a)(b}").is_err());
+    }
+
+    #[test]
+    fn escaping_applies_after_modifiers() {
+        let t = Template::parse("(uid=%2u)").unwrap();
+        assert_eq!(t.expand_escaped(|_| "*)x".into(), |v| v.replace('*', "\\2a").replace(')', "\\29")), "(uid=\\2a\\29)");
     }
 }

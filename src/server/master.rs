@@ -83,6 +83,12 @@ impl Master {
                     continue;
                 }
                 let cmd = MasterCommand::parse(&line)?;
+                if let MasterCommand::List { id, .. } = &cmd {
+                    if !self.list(*id, writer).await {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 let mut out = Vec::new();
                 self.command(cmd, &mut out).await?;
                 if writer.write_all(&out).await.is_err() || writer.flush().await.is_err() {
@@ -93,6 +99,48 @@ impl Master {
                 return Ok(());
             }
         }
+    }
+
+    /// LIST: the names are written as they come (an LDAP userdb streams them), flushed every
+    /// few hundred lines; a failure part-way ends the listing with `DONE fail`. Returns false
+    /// when the peer went away.
+    async fn list<W: AsyncWrite + Unpin>(&self, id: u32, writer: &mut W) -> bool {
+        let mut users = if self.access == Access::Full { Some(self.shared.auth.list_users()) } else { None };
+        let mut out = Vec::new();
+        let mut failed = users.is_none();
+        if failed {
+            tracing::info!("LIST failed: restricted peer");
+        }
+        let mut pending = 0usize;
+        while let Some(item) = match users.as_mut() {
+            Some(u) => u.next().await,
+            None => None,
+        } {
+            match item {
+                Ok(user) => {
+                    let line = Reply::new("LIST", id).raw(&escape(user.as_bytes())).finish();
+                    // A name too long for the peer's buffer is left out, not sent broken.
+                    if line.len() <= MASTER_CLIENT_MAX_REPLY {
+                        out.extend(line);
+                        pending += 1;
+                    }
+                }
+                Err(why) => {
+                    tracing::info!("LIST failed: {why}");
+                    failed = true;
+                    break;
+                }
+            }
+            if pending >= 256 {
+                if writer.write_all(&out).await.is_err() || writer.flush().await.is_err() {
+                    return false;
+                }
+                out.clear();
+                pending = 0;
+            }
+        }
+        out.extend(Reply::new("DONE", id).raw(if failed { b"fail".as_slice() } else { b"" }).finish());
+        writer.write_all(&out).await.is_ok() && writer.flush().await.is_ok()
     }
 
     async fn command(&self, cmd: MasterCommand, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
@@ -118,25 +166,8 @@ impl Master {
                 let answer = if self.access == Access::Full { auth.master_pass(&user, &info).await } else { UserAnswer::Failed(None) };
                 out.extend(user_reply("PASS", id, answer));
             }
-            MasterCommand::List { id, .. } => {
-                let users = if self.access == Access::Full { auth.list_users().await } else { Err("restricted peer".into()) };
-                match users {
-                    Ok(users) => {
-                        for user in users {
-                            let line = Reply::new("LIST", id).raw(&escape(user.as_bytes())).finish();
-                            // A name too long for the peer's buffer is left out, not sent broken.
-                            if line.len() <= MASTER_CLIENT_MAX_REPLY {
-                                out.extend(line);
-                            }
-                        }
-                        out.extend(Reply::new("DONE", id).raw(b"").finish());
-                    }
-                    Err(why) => {
-                        tracing::info!("LIST failed: {why}");
-                        out.extend(Reply::new("DONE", id).raw(b"fail").finish());
-                    }
-                }
-            }
+            // Streamed by `list`, straight to the peer.
+            MasterCommand::List { .. } => {}
             MasterCommand::CacheFlush { id, users } => {
                 if self.kind != ListenerKind::Master {
                     return Err(ProtocolError::UnknownCommand("CACHE-FLUSH on a userdb socket".into()));

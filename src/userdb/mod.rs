@@ -1,5 +1,6 @@
 //! User databases: where a user's uid, gid, home and other mail settings come from.
 
+mod ldap;
 mod passwd_file;
 mod prefetch;
 mod static_;
@@ -12,6 +13,7 @@ use crate::request::{Fields, RequestInfo};
 use crate::config::{UserdbConfig, UserdbDriver};
 use crate::db::Resources;
 
+pub use ldap::Ldap;
 pub use passwd_file::PasswdFile;
 pub use prefetch::Prefetch;
 pub use static_::Static;
@@ -51,12 +53,44 @@ pub trait Userdb: Send + Sync + std::fmt::Debug {
     async fn lookup(&self, lookup: Lookup<'_>) -> UserdbOutcome;
 
     /// Every user, for LIST; `None` when this userdb cannot iterate.
-    async fn iterate(&self) -> Option<Result<Vec<String>, String>>;
+    async fn iterate(&self) -> Option<UserList>;
 
     /// Whether a lookup by name must first ask the passdbs whether the user exists (a static
     /// userdb answers for anyone, so without `allow_all_users` it checks, as Dovecot does).
     fn needs_passdb_check(&self) -> bool {
         false
+    }
+}
+
+/// How many user names a streamed [`UserList`] buffers ahead of the reader.
+pub const USER_LIST_BUFFER: usize = 64;
+
+/// The users of one userdb, for LIST: a list already in memory (a passwd-file is parsed
+/// whole anyway), or a bounded stream fed by a task as the reader takes names (LDAP). An
+/// `Err` ends the list.
+#[derive(Debug)]
+pub enum UserList {
+    /// Names in memory.
+    Ready(std::vec::IntoIter<String>),
+    /// Names as they come.
+    Stream(tokio::sync::mpsc::Receiver<Result<String, String>>),
+    /// The userdb failed before the first name.
+    Failed(Option<String>),
+}
+
+impl UserList {
+    /// A list in memory.
+    pub fn ready(names: Vec<String>) -> UserList {
+        UserList::Ready(names.into_iter())
+    }
+
+    /// The next name; `None` at the end.
+    pub async fn next(&mut self) -> Option<Result<String, String>> {
+        match self {
+            UserList::Ready(names) => names.next().map(Ok),
+            UserList::Stream(rx) => rx.recv().await,
+            UserList::Failed(why) => why.take().map(Err),
+        }
     }
 }
 
@@ -68,5 +102,7 @@ pub fn build(config: &UserdbConfig, resources: &Resources) -> Arc<dyn Userdb> {
         }
         UserdbDriver::Prefetch => Arc::new(Prefetch),
         UserdbDriver::Static { fields, allow_all_users } => Arc::new(Static::new(fields.clone(), *allow_all_users)),
+        // Each LDAP block has its own pool (see db::ldap).
+        UserdbDriver::Ldap(settings) => Arc::new(Ldap::new((**settings).clone())),
     }
 }

@@ -85,11 +85,14 @@ impl Userdb for PasswdFile {
         UserdbOutcome::Found(fields)
     }
 
-    async fn iterate(&self) -> Option<Result<Vec<String>, String>> {
+    async fn iterate(&self) -> Option<super::UserList> {
         if self.path.is_per_user() {
             return None; // per-user files cannot be listed
         }
         let path = std::path::PathBuf::from(self.path.source());
-        Some(self.users(path).await.map(|u| u.names().to_vec()))
+        Some(match self.users(path).await {
+            Ok(u) => super::UserList::ready(u.names().to_vec()),
+            Err(e) => super::UserList::Failed(Some(e)),
+        })
     }
 }

@@ -24,7 +24,7 @@ impl Userdb for Prefetch {
         }
     }
 
-    async fn iterate(&self) -> Option<Result<Vec<String>, String>> {
+    async fn iterate(&self) -> Option<super::UserList> {
         None
     }
 }

@@ -31,7 +31,7 @@ impl Userdb for Static {
         UserdbOutcome::Found(expand_fields(&self.fields, lookup.user, lookup.info))
     }
 
-    async fn iterate(&self) -> Option<Result<Vec<String>, String>> {
+    async fn iterate(&self) -> Option<super::UserList> {
         None
     }
 
