@@ -182,3 +182,16 @@ fn bad_winbind_settings_are_refused() {
         assert!(e.contains(needle), "{extra}: {e}");
     }
 }
+
+#[test]
+fn template_numbers_that_would_overflow_are_refused_at_load() {
+    for (tmpl, line) in [("%1.18446744073709551615u", 4), ("%-9223372036854775808u", 4), ("%65536n", 4)] {
+        let text = format!("listeners:\n  - {{ path: a }}\npassdbs:\n  - {{ driver: passwd-file, path: users.passwd, username_format: \"{tmpl}\" }}\n");
+        let err = load_text(&text).unwrap_err();
+        assert_eq!(err.line, Some(line), "{err}");
+        assert_eq!(err.setting, "passdbs[0].username_format", "{err}");
+        assert!(err.message.contains("65535"), "{err}");
+    }
+    let ok = load_text("listeners:\n  - { path: a }\npassdbs:\n  - { driver: passwd-file, path: users.passwd, username_format: \"%1.65535u\" }\n");
+    assert!(ok.is_ok(), "{ok:?}");
+}
