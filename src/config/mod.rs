@@ -53,6 +53,30 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A setting that loads but that the admin must see (e.g. a `nopassword` passdb that serves
+/// every mechanism). Collected while the config is validated, before logging starts; the daemon
+/// logs each one once logging is up, and `saslgate check` prints them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// The file (or `<embedded default>`).
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The setting, as a path (`passdbs[0].fields`).
+    pub setting: String,
+    /// What is risky and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}: {}", self.file, line, self.setting, self.message),
+            None => write!(f, "{}: {}: {}", self.file, self.setting, self.message),
+        }
+    }
+}
+
 /// What a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListenerKind {
@@ -257,6 +281,9 @@ pub struct Config {
     /// The `ntlm_auth` helpers for NTLM and GSS-SPNEGO (`auth.winbind_helper_path`,
     /// `auth.winbind.{args,env,helpers,timeout,busy_timeout}`); one pool per mechanism.
     pub winbind: WinbindSettings,
+    /// Settings that load but that the admin must see, in file order; logged at start-up and
+    /// printed by `saslgate check`.
+    pub warnings: Vec<ConfigWarning>,
 }
 
 /// Global authentication settings.
@@ -394,13 +421,15 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigEr
             message: format!("{e}; see conf.example/saslgate.yaml for every setting"),
         })?
     };
-    Validator { text, file, base_dir }.config(raw)
+    Validator { text, file, base_dir, warnings: Default::default() }.config(raw)
 }
 
 struct Validator<'a> {
     text: &'a str,
     file: &'a str,
     base_dir: &'a Path,
+    /// Warnings found so far; moved into `Config::warnings` at the end.
+    warnings: std::cell::RefCell<Vec<ConfigWarning>>,
 }
 
 fn setting_name(path: &[Seg]) -> String {
@@ -430,6 +459,11 @@ impl Validator<'_> {
             setting: setting_name(path),
             message: message.into(),
         }
+    }
+
+    fn warn(&self, path: &[Seg], message: impl Into<String>) {
+        let w = ConfigWarning { file: self.file.to_owned(), line: locate::line_of(self.text, path), setting: setting_name(path), message: message.into() };
+        self.warnings.borrow_mut().push(w);
     }
 
     fn resolve(&self, p: &str) -> PathBuf {
@@ -575,6 +609,8 @@ impl Validator<'_> {
             log_level,
             passdbs,
             userdbs,
+            // Last: every validation step above has run and added its warnings.
+            warnings: self.warnings.take(),
         })
     }
 
@@ -854,11 +890,7 @@ impl Validator<'_> {
         let nopassword = rules.override_fields.iter().chain(rules.default_fields.iter()).any(|(k, _)| k == "nopassword")
             || matches!(&driver, PassdbDriver::Static { fields, .. } if fields.iter().any(|(k, _)| k == "nopassword"));
         if nopassword && rules.mechanisms == MechFilter::Any {
-            tracing::warn!(
-                setting = %setting_name(at),
-                file = self.file,
-                "a passdb that sets `nopassword` serves every mechanism: any password is accepted for its users; limit it, e.g. `mechanisms: [external]`"
-            );
+            self.warn(at, "a passdb that sets `nopassword` serves every mechanism: any password is accepted for its users; limit it, e.g. `mechanisms: [external]`");
         }
         Ok(PassdbConfig { driver, rules })
     }
@@ -910,11 +942,12 @@ impl Validator<'_> {
         if !source.contains('%') {
             let file = config_dir.clone().unwrap_or_else(|| PathBuf::from("/etc/pam.d")).join(source);
             if !file.exists() {
-                tracing::warn!(
-                    setting = %setting_name(&here("service")),
-                    file = self.file,
-                    "the PAM service file {} does not exist: PAM will use its `other` service (usually: deny everyone); create it (packaging/pam.d/saslgate is an example)",
-                    file.display()
+                self.warn(
+                    &here("service"),
+                    format!(
+                        "the PAM service file {} does not exist: PAM will use its `other` service (usually: deny everyone); create it (packaging/pam.d/saslgate is an example)",
+                        file.display()
+                    ),
                 );
             }
         }

@@ -195,3 +195,16 @@ fn template_numbers_that_would_overflow_are_refused_at_load() {
     let ok = load_text("listeners:\n  - { path: a }\npassdbs:\n  - { driver: passwd-file, path: users.passwd, username_format: \"%1.65535u\" }\n");
     assert!(ok.is_ok(), "{ok:?}");
 }
+
+#[test]
+fn warnings_are_collected_with_file_line_and_setting() {
+    let c = load_text("listeners:\n  - { path: a }\npassdbs:\n  - { driver: passwd-file, path: users.passwd }\n  - driver: static\n    fields: { nopassword: \"\" }\n").unwrap();
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    let w = &c.warnings[0];
+    assert_eq!((w.file.as_str(), w.line, w.setting.as_str()), ("test.yaml", Some(5), "passdbs[1]"));
+    assert!(w.message.contains("any password is accepted"), "{w}");
+    assert!(w.to_string().starts_with("test.yaml:5: passdbs[1]: "), "{w}");
+    let c = load_text("listeners:\n  - { path: a }\npassdbs:\n  - { driver: static, fields: { nopassword: \"\" }, mechanisms: [external] }\n").unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(load_text(GOOD).unwrap().warnings.is_empty());
+}
