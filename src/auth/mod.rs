@@ -20,7 +20,7 @@ use crate::config::{AuthSettings, Config};
 use crate::db::helper::{HelperSession, MechHelper};
 use crate::db::Resources;
 use crate::passdb::{self, PassdbOutcome};
-use crate::protocol::FailCode;
+use crate::protocol::{sanitize, FailCode};
 use crate::request::{expand_for_user, layer_fields, Fields, RequestInfo};
 use crate::sasl::{CredentialsRequest, MechContext, PlainCredentials};
 use crate::scheme::Scheme;
@@ -248,7 +248,7 @@ impl Authenticator {
         }
         if let Some(allowed) = &s.username_chars {
             if let Some(bad) = name.chars().find(|c| !allowed.contains(*c)) {
-                tracing::info!(user = ?crate::protocol::sanitize(given.as_bytes(), 64), "user name refused: character {bad:?} is not in username_chars");
+                tracing::info!(user = ?sanitize(given.as_bytes(), 64), "user name refused: character {bad:?} is not in username_chars");
                 return None;
             }
         }
@@ -324,7 +324,7 @@ impl Authenticator {
         if verified.continued {
             let target = self.passdb_chain_with(&login, info, chain::Op::Lookup, chain::Walk::TargetOfMaster).await;
             if target.outcome != PassdbOutcome::Ok {
-                tracing::info!(master, login = %login, "master user authenticated, but the login user was not found");
+                tracing::info!(master = ?sanitize(master.as_bytes(), 128), login = ?sanitize(login.as_bytes(), 128), "master user authenticated, but the login user was not found");
                 let code = match target.outcome {
                     PassdbOutcome::InternalFailure(_) => FailCode::TempFail,
                     _ => FailCode::AuthzFail,
@@ -473,7 +473,7 @@ impl Authenticator {
                     entry.rules.result_failure
                 }
                 UserdbOutcome::InternalFailure(why) => {
-                    tracing::error!(driver = entry.db.driver(), user, "userdb failure: {why}");
+                    tracing::error!(driver = entry.db.driver(), user = ?sanitize(user.as_bytes(), 128), reason = ?sanitize(why.as_bytes(), 256), "userdb failure");
                     fields = snapshot.clone();
                     internal = Some(why);
                     last_found = false;

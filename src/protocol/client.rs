@@ -36,10 +36,7 @@ pub fn parse_cpid(line: &[u8]) -> Result<u32, ProtocolError> {
             Some(0) | None => Err(hs("CPID is not a non-zero number")),
             Some(pid) => Ok(pid),
         },
-        [verb, ..] => Err(hs(format!(
-            "unknown handshake command {}",
-            super::sanitize(verb, 20)
-        ))),
+        [verb, ..] => Err(hs(format!("unknown handshake command {:?}", super::sanitize(verb, 20)))),
         [] => Err(hs("empty line in the handshake")),
     }
 }
