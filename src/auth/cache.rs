@@ -28,8 +28,7 @@ struct Entry {
     at: Instant,
 }
 
-/// The verification cache.
-#[derive(Debug)]
+/// The verification cache. `Debug` hides the HMAC key.
 pub struct VerifyCache {
     config: CacheConfig,
     key: [u8; 32],
@@ -37,8 +36,14 @@ pub struct VerifyCache {
     entries: Mutex<HashMap<[u8; 32], Entry>>,
 }
 
-/// The inputs of one verification.
-#[derive(Debug, Clone, Copy)]
+impl std::fmt::Debug for VerifyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyCache").field("config", &self.config).field("key", &"<hidden>").field("entries", &self.lock().len()).finish()
+    }
+}
+
+/// The inputs of one verification. `Debug` hides the stored and the tried password.
+#[derive(Clone, Copy)]
 pub struct CacheKey<'a> {
     /// Which passdb (its position in the chain).
     pub passdb: usize,
@@ -48,6 +53,12 @@ pub struct CacheKey<'a> {
     pub stored: &'a str,
     /// The password tried.
     pub password: &'a [u8],
+}
+
+impl std::fmt::Debug for CacheKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheKey").field("passdb", &self.passdb).field("user", &self.user).field("stored", &"<hidden>").field("password", &"<hidden>").finish()
+    }
 }
 
 impl VerifyCache {
@@ -207,5 +218,21 @@ mod tests {
         c.put(&key("a", "s", b"b\0c"), true, t);
         assert_eq!(c.get(&key("a\0b", "s", b"c"), t), None);
         assert_eq!(c.get(&CacheKey { passdb: 1, user: "a", stored: "s", password: b"b\0c" }, t), None);
+    }
+}
+
+#[cfg(test)]
+mod debug_redaction_tests {
+    use super::*;
+
+    #[test]
+    fn cache_and_key_never_print_passwords_or_the_hmac_key() {
+        let cache = VerifyCache::new(CacheConfig { size: 10, ..CacheConfig::default() });
+        let k = CacheKey { passdb: 0, user: "alice", stored: "{PLAIN}storedsecret", password: b"triedsecret" };
+        cache.put(&k, true, Instant::now());
+        let shown = format!("{k:?} {cache:?}");
+        assert!(!shown.contains("storedsecret") && !shown.contains("triedsecret"), "{shown}");
+        let key_hex = cache.key.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(", ");
+        assert!(!shown.contains(&key_hex), "{shown}");
     }
 }

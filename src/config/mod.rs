@@ -137,7 +137,8 @@ pub struct PassdbConfig {
 }
 
 /// A passdb driver and its own settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` hides the static passdb's password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum PassdbDriver {
     /// `driver: passwd-file`.
     PasswdFile {
@@ -174,6 +175,29 @@ pub enum PassdbDriver {
         /// Where the service files are read from (`pam_start_confdir`); none means /etc/pam.d.
         config_dir: Option<PathBuf>,
     },
+}
+
+impl fmt::Debug for PassdbDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PassdbDriver::PasswdFile { path, scheme, username_format } => {
+                f.debug_struct("PasswdFile").field("path", path).field("scheme", scheme).field("username_format", username_format).finish()
+            }
+            PassdbDriver::Static { password, fields } => {
+                f.debug_struct("Static").field("password", &password.as_ref().map(|_| "<hidden>")).field("fields", fields).finish()
+            }
+            PassdbDriver::Pam { service, failure_show_msg, session, setcred, timeout, max_requests, config_dir } => f
+                .debug_struct("Pam")
+                .field("service", service)
+                .field("failure_show_msg", failure_show_msg)
+                .field("session", session)
+                .field("setcred", setcred)
+                .field("timeout", timeout)
+                .field("max_requests", max_requests)
+                .field("config_dir", config_dir)
+                .finish(),
+        }
+    }
 }
 
 /// The default `service` of the pam passdb.
@@ -869,7 +893,7 @@ impl Validator<'_> {
                 self.only(at, db, &with_chain(&["password", "fields"]))?;
                 let mut p = at.to_vec();
                 p.push(key("password"));
-                let password = db.password.as_deref().map(|pw| self.template(&p, pw)).transpose()?;
+                let password = db.password.as_ref().map(|pw| self.template(&p, &pw.0)).transpose()?;
                 let fields = self.field_templates(at, "fields", db.fields.as_ref())?;
                 if password.is_none() && !fields.iter().any(|(k, _)| k == "nopassword") {
                     return Err(self.err(&p, "a static passdb needs `password` (e.g. \"{PLAIN}secret\") or `fields: { nopassword: \"\" }`"));

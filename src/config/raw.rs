@@ -8,6 +8,17 @@ pub(crate) type Fields = serde_norway::Mapping;
 
 use serde::Deserialize;
 
+/// The static passdb's `password` as written (the password itself): `Debug` hides it.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub(crate) struct RawPassword(pub(crate) String);
+
+impl std::fmt::Debug for RawPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<hidden>")
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Root {
@@ -124,7 +135,7 @@ pub(crate) struct Db {
     pub(crate) username_format: Option<String>,
     pub(crate) fields: Option<Fields>,
     pub(crate) allow_all_users: Option<bool>,
-    pub(crate) password: Option<String>,
+    pub(crate) password: Option<RawPassword>,
     // driver pam (see PassdbDriver::Pam).
     pub(crate) service: Option<String>,
     pub(crate) failure_show_msg: Option<bool>,

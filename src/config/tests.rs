@@ -208,3 +208,15 @@ fn warnings_are_collected_with_file_line_and_setting() {
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     assert!(load_text(GOOD).unwrap().warnings.is_empty());
 }
+
+#[test]
+fn debug_never_prints_a_static_password() {
+    let text = "listeners:\n  - { path: a }\npassdbs:\n  - { driver: static, password: \"{PLAIN}hunter2\" }\n";
+    let c = load_text(text).unwrap();
+    for shown in [format!("{c:?}"), format!("{:?}", c.passdbs[0].driver)] {
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+    let raw: raw::Root = serde_norway::from_str(text).unwrap();
+    let shown = format!("{raw:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+}
