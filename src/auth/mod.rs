@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod chain;
+pub mod decoy;
 mod login;
 mod master;
 pub mod penalty;
@@ -382,13 +383,21 @@ impl Authenticator {
         let identity = req.hash_identity.as_ref().map(|(name, realm)| (name.as_str(), realm.as_str()));
         let mut result = self.passdb_chain(&user, info, chain::Op::Credentials(req.scheme, identity)).await;
         let credential = result.credential.take();
-        match (self.finish(result, given, Some(req.scheme), info), credential) {
-            (AuthOutcome::Success { user, original_user, fields }, Some(credential)) => CredentialsOutcome::Found { user, original_user, fields, credential },
-            (AuthOutcome::Success { user, original_user, .. }, None) => {
-                CredentialsOutcome::Failed(Failure { original_user, ..Failure::plain(Some(user), "no credential from the passdbs") })
+        let failure = match (self.finish(result, given, Some(req.scheme), info), credential) {
+            (AuthOutcome::Success { user, original_user, fields }, Some(credential)) => {
+                return CredentialsOutcome::Found { user, original_user, fields, credential };
             }
-            (AuthOutcome::Failure(f), _) => CredentialsOutcome::Failed(f),
+            (AuthOutcome::Success { user, original_user, .. }, None) => Failure { original_user, ..Failure::plain(Some(user), "no credential from the passdbs") },
+            (AuthOutcome::Failure(f), _) => f,
+        };
+        // An ordinary failure (no code: unknown user, no credential in this scheme) must not
+        // show before the proof where the mechanism would answer a known user (SCRAM).
+        if failure.code.is_none() {
+            if let Some(credential) = decoy::credential(req.scheme, &user) {
+                return CredentialsOutcome::Decoy { failure, credential };
+            }
         }
+        CredentialsOutcome::Failed(failure)
     }
 
     /// A user a helper-backed mechanism authenticated by itself (winbind): the user-name rules
@@ -581,6 +590,14 @@ pub enum CredentialsOutcome {
     },
     /// No credential: the request fails.
     Failed(Failure),
+    /// No credential, but the mechanism must go on as if there were one ([`decoy`]): it gets
+    /// `credential`, and the request ends with `failure` whatever the client answers.
+    Decoy {
+        /// The real outcome, logged and sent when the exchange ends.
+        failure: Failure,
+        /// A decoy credential in the requested scheme.
+        credential: Secret,
+    },
 }
 
 /// The result of a passdb lookup without a password.

@@ -13,6 +13,12 @@
 //! default to `00000001`, `auth` and nothing), `nc` is any decimal spelling of 1, `realm=""`
 //! counts as no realm, and the lookup name is `username@realm` when a realm was given and the
 //! username holds no `@`.
+//!
+//! User existence: the challenge is sent before the user name is known, and the credential is
+//! looked up only with the client's digest-response, so an unknown user (or one without a
+//! usable credential) fails at the same step, with the same `FAIL <id> user=<name>` line, as a
+//! wrong password (tests/protocol.rs `digest_md5_hashes_the_name_the_client_sent`). No decoy
+//! credential is needed (unlike SCRAM, see `auth::decoy`).
 
 use std::fmt;
 
