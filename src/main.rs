@@ -84,7 +84,17 @@ fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
 
 fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let config = load_config(path)?;
-    println!("{}: ok ({} listeners, {} passdbs, {} userdbs)", config.source, config.listeners.len(), config.passdbs.len(), config.userdbs.len());
+    // Warnings go to stderr, one line each (file:line: setting: message), like errors; the
+    // verdict stays on stdout. A config with warnings is still valid: exit 0.
+    for w in &config.warnings {
+        eprintln!("saslgate: warning: {w}");
+    }
+    let warnings = match config.warnings.len() {
+        0 => String::new(),
+        1 => ", 1 warning".to_owned(),
+        n => format!(", {n} warnings"),
+    };
+    println!("{}: ok ({} listeners, {} passdbs, {} userdbs{warnings})", config.source, config.listeners.len(), config.passdbs.len(), config.userdbs.len());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -139,6 +149,10 @@ fn init_logging(level: &str) -> tracing_appender::non_blocking::WorkerGuard {
 fn run_daemon(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let config = load_config(path)?;
     let _log_guard = init_logging(&config.log_level);
+    // Collected while the config was validated, before logging existed.
+    for w in &config.warnings {
+        tracing::warn!(file = %w.file, line = w.line, setting = %w.setting, "config: {}", w.message);
+    }
     // 1. Bind every socket while still privileged, before any thread exists.
     let mut bound = Vec::new();
     for l in &config.listeners {

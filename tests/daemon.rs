@@ -136,6 +136,46 @@ fn config_errors_name_file_line_and_setting() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// A `nopassword` passdb with no mechanism filter accepts any password for any user: `check`
+/// must say so (and still exit 0), and the daemon must log it once logging is up.
+#[test]
+fn nopassword_warning_is_shown_by_check_and_logged_by_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("open.yaml");
+    std::fs::write(
+        &conf,
+        "listeners:\n  - { path: auth-client }\nauth:\n  failure_delay: 0s\npassdbs:\n  - driver: static\n    fields: { nopassword: \"\" }\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN).args(["--config", conf.to_str().unwrap(), "check"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "a warning is not an error: {stderr}");
+    assert!(stdout.contains("ok") && stdout.contains("1 warning"), "{stdout}");
+    assert!(stderr.contains(&format!("saslgate: warning: {}:6: passdbs[0]:", conf.display())), "{stderr}");
+    assert!(stderr.contains("nopassword") && stderr.contains("any password is accepted"), "{stderr}");
+
+    // A config without the risk prints no warning.
+    let safe = dir.path().join("safe.yaml");
+    std::fs::write(
+        &safe,
+        "listeners:\n  - { path: auth-client }\npassdbs:\n  - driver: static\n    fields: { nopassword: \"\" }\n    mechanisms: [external]\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN).args(["--config", safe.to_str().unwrap(), "check"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let d = Running::start(dir.path(), &["--config", conf.to_str().unwrap()]);
+    let sock = dir.path().join("auth-client");
+    wait_for_socket(&sock, &d);
+    // The risk is real: any password works.
+    assert_eq!(auth(&sock, "anyone", "anything"), "OK\t1\tuser=anyone");
+    let log = d.log();
+    let line = log.lines().find(|l| l.contains("nopassword")).unwrap_or_else(|| panic!("no warning in the log:\n{log}"));
+    assert!(line.contains("WARN") && line.contains("passdbs[0]") && line.contains("any password is accepted"), "{line}");
+}
+
 #[test]
 fn root_drops_privileges_before_serving() {
     if !nix::unistd::Uid::effective().is_root() {

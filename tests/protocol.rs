@@ -699,6 +699,8 @@ async fn digest_md5_hashes_the_name_the_client_sent() {
         (6, "dig", "example.org", "wrong", "FAIL\t6\tuser=dig@example.org"),
         // A realm holding '@' is hashed as sent, not re-split.
         (7, "u", "ex@mple", "upw", "OK\t7\tuser=u@ex@mple"),
+        // An unknown user fails like a wrong password: same step, same line.
+        (8, "nosuch", "", "x", "FAIL\t8\tuser=nosuch"),
     ];
     for (id, user, realm, pass, want) in rows {
         c.send(&format!("AUTH\t{id}\tDIGEST-MD5\tservice=imap\n")).await;
@@ -790,4 +792,64 @@ async fn a_listener_can_refuse_plaintext_whatever_the_service() {
     open.handshake(2).await;
     open.send(&format!("AUTH\t3\tPLAIN\tservice=smtp\trip=192.0.2.1\tresp={alice}\n")).await;
     assert!(open.line().await.starts_with("OK\t3\t"));
+}
+
+/// One SCRAM-SHA-256 exchange up to the FAIL, with a proof no password gives. Returns the
+/// server-first message's attributes and the final line.
+async fn scram_until_fail(c: &mut Conn, id: u32, user: &str) -> (Vec<(String, String)>, String) {
+    let cnonce = "rOprNGfwEbeRWgbNEkqO";
+    c.send(&format!("AUTH\t{id}\tSCRAM-SHA-256\tservice=imap\tresp={}\n", b64(format!("n,,n={user},r={cnonce}").as_bytes()))).await;
+    let cont = c.line().await;
+    let Some(challenge) = cont.strip_prefix(&format!("CONT\t{id}\t")) else { return (Vec::new(), cont) };
+    let server_first = String::from_utf8(saslgate::protocol::base64::decode(challenge.as_bytes()).unwrap()).unwrap();
+    let attrs: Vec<(String, String)> = server_first.split(',').map(|a| a.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).unwrap()).collect();
+    let nonce = &attrs[0].1;
+    assert!(nonce.starts_with(cnonce) && nonce.len() > cnonce.len(), "{server_first}");
+    let final_msg = format!("c=biws,r={nonce},p={}", b64(&[0x5a; 32]));
+    c.send(&format!("CONT\t{id}\t{}\n", b64(final_msg.as_bytes()))).await;
+    (attrs, c.line().await)
+}
+
+/// RFC 5802 §5.1: an unknown user (or one without SCRAM credentials) gets a server-first like a
+/// real user's (a salt stable for the name, the default 4096 iterations) and fails only at the
+/// proof, with the same FAIL line as a wrong password.
+#[tokio::test]
+async fn scram_does_not_tell_whether_a_user_exists() {
+    let d = Daemon::start("  mechanisms: [plain, scram-sha-256]\n  failure_delay: 0s").await;
+    let stored = saslgate::scheme::generate(saslgate::scheme::Scheme::ScramSha256, b"scrampw", "", None).unwrap();
+    std::fs::write(
+        d.path("users.passwd"),
+        format!("scram:{{SCRAM-SHA-256}}{stored}\nplain:{{PLAIN}}ppw\nsha:{{SHA512-CRYPT}}$6$rounds=1000$abcdefgh$ignored\n"),
+    )
+    .unwrap();
+    let mut c = d.client().await;
+    let (known, known_fail) = scram_until_fail(&mut c, 1, "scram").await;
+    let (plain, plain_fail) = scram_until_fail(&mut c, 2, "plain").await;
+    let (ghost, ghost_fail) = scram_until_fail(&mut c, 3, "ghost").await;
+    let (ghost_again, ghost_again_fail) = scram_until_fail(&mut c, 4, "ghost").await;
+    let (other, other_fail) = scram_until_fail(&mut c, 5, "ghost2").await;
+    let (sha, sha_fail) = scram_until_fail(&mut c, 6, "sha").await;
+    // The same FAIL as a wrong password: only the id and the name differ.
+    assert_eq!(known_fail, "FAIL\t1\tuser=scram");
+    assert_eq!(plain_fail, "FAIL\t2\tuser=plain");
+    assert_eq!(ghost_fail, "FAIL\t3\tuser=ghost");
+    assert_eq!(ghost_again_fail, "FAIL\t4\tuser=ghost");
+    assert_eq!(other_fail, "FAIL\t5\tuser=ghost2");
+    assert_eq!(sha_fail, "FAIL\t6\tuser=sha", "a user without SCRAM credentials looks the same");
+    // The same server-first shape: r, s, i; a 16-byte salt; 4096 iterations.
+    let shape = |attrs: &[(String, String)]| {
+        let keys: Vec<String> = attrs.iter().map(|(k, _)| k.clone()).collect();
+        let salt = saslgate::protocol::base64::decode(attrs[1].1.as_bytes()).unwrap();
+        (keys, salt.len(), attrs[2].1.clone())
+    };
+    let want = (vec!["r".to_owned(), "s".to_owned(), "i".to_owned()], 16, "4096".to_owned());
+    for (name, attrs) in [("scram", &known), ("plain", &plain), ("ghost", &ghost), ("ghost2", &other), ("sha", &sha)] {
+        assert_eq!(shape(attrs), want, "{name}: {attrs:?}");
+    }
+    // A stable salt for a repeated unknown name (as a stored credential's), another for another.
+    assert_eq!(ghost[1], ghost_again[1]);
+    assert_ne!(ghost[1], other[1]);
+    assert_ne!(ghost[0], ghost_again[0], "fresh server nonces");
+    // A known user still logs in.
+    assert_eq!(known[2].1, stored.split(',').next().unwrap());
 }

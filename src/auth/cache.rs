@@ -24,15 +24,20 @@ struct Entry {
     at: Instant,
 }
 
-/// The verification cache.
-#[derive(Debug)]
+/// The verification cache. `Debug` hides the HMAC key.
 pub struct VerifyCache {
     config: CacheConfig,
     entries: KeyedTable<Entry>,
 }
 
-/// The inputs of one verification.
-#[derive(Debug, Clone, Copy)]
+impl std::fmt::Debug for VerifyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyCache").field("config", &self.config).field("entries", &self.entries).finish()
+    }
+}
+
+/// The inputs of one verification. `Debug` hides the stored and the tried password.
+#[derive(Clone, Copy)]
 pub struct CacheKey<'a> {
     /// Which passdb (its position in the chain).
     pub passdb: usize,
@@ -42,6 +47,12 @@ pub struct CacheKey<'a> {
     pub stored: &'a str,
     /// The password tried.
     pub password: &'a [u8],
+}
+
+impl std::fmt::Debug for CacheKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheKey").field("passdb", &self.passdb).field("user", &self.user).field("stored", &"<hidden>").field("password", &"<hidden>").finish()
+    }
 }
 
 impl VerifyCache {
@@ -181,5 +192,21 @@ mod tests {
         c.put(&key("a", "s", b"b\0c"), true, t);
         assert_eq!(c.get(&key("a\0b", "s", b"c"), t), None);
         assert_eq!(c.get(&CacheKey { passdb: 1, user: "a", stored: "s", password: b"b\0c" }, t), None);
+    }
+}
+
+#[cfg(test)]
+mod debug_redaction_tests {
+    use super::*;
+
+    #[test]
+    fn cache_and_key_never_print_passwords_or_the_hmac_key() {
+        let cache = VerifyCache::new(CacheConfig { size: 10, ..CacheConfig::default() });
+        let k = CacheKey { passdb: 0, user: "alice", stored: "{PLAIN}storedsecret", password: b"triedsecret" };
+        cache.put(&k, true, Instant::now());
+        let shown = format!("{k:?} {cache:?}");
+        assert!(!shown.contains("storedsecret") && !shown.contains("triedsecret"), "{shown}");
+        let key_hex = cache.entries.secret.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(", ");
+        assert!(!shown.contains(&key_hex), "{shown}");
     }
 }

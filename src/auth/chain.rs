@@ -18,6 +18,7 @@
 use crate::config::rules::{PassdbRules, Rule, UserdbRules};
 use crate::request::{layer_fields, Fields, RequestInfo};
 use crate::passdb::{Lookup, Passdb, PassdbOutcome};
+use crate::protocol::sanitize;
 use crate::scheme::{Scheme, StoredPassword};
 use crate::secret::Secret;
 
@@ -122,7 +123,7 @@ impl super::Authenticator {
                         break;
                     }
                     _ => {
-                        tracing::info!(passdb = %entry.rules.name, user = %user, "user is denied by a deny passdb");
+                        tracing::info!(passdb = %entry.rules.name, user = ?sanitize(user.as_bytes(), 128), "user is denied by a deny passdb");
                         return ChainResult { outcome: PassdbOutcome::UserDisabled, user, fields: snapshot, credential: None, all_skipped: false, continued: false, nopassword_used };
                     }
                 }
@@ -157,7 +158,7 @@ impl super::Authenticator {
                 _ if next => Rule::Continue,
                 PassdbOutcome::Ok => entry.rules.result_success,
                 PassdbOutcome::InternalFailure(why) => {
-                    tracing::error!(passdb = %entry.rules.name, user = %user, "passdb failure: {why}");
+                    tracing::error!(passdb = %entry.rules.name, user = ?sanitize(user.as_bytes(), 128), reason = ?sanitize(why.as_bytes(), 256), "passdb failure");
                     entry.rules.result_internalfail
                 }
                 _ => entry.rules.result_failure,
@@ -247,7 +248,7 @@ impl super::Authenticator {
             Op::Verify(_) if nopassword => (PassdbOutcome::Ok, None),
             Op::Verify(password) if stored.is_empty() => {
                 let _ = password;
-                tracing::info!(passdb = %entry.rules.name, user, "the user has no password");
+                tracing::info!(passdb = %entry.rules.name, user = ?sanitize(user.as_bytes(), 128), "the user has no password");
                 (PassdbOutcome::PasswordMismatch, None)
             }
             Op::Verify(password) => (self.verify_cached(index, stored, entry.db.default_scheme(), password, user).await, None),
@@ -310,7 +311,7 @@ pub(crate) async fn verify(stored: &str, default: Scheme, password: &Secret, use
     let stored = match StoredPassword::parse(stored, default) {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(user, "stored password: {e}");
+            tracing::error!(user = ?sanitize(user.as_bytes(), 128), "stored password: {e}");
             return PassdbOutcome::SchemeNotAvailable;
         }
     };
@@ -318,7 +319,7 @@ pub(crate) async fn verify(stored: &str, default: Scheme, password: &Secret, use
     // empty stored password is far more often a mistake than a choice: it counts as no
     // password, and an admin who wants any password accepted says `nopassword`.
     if stored.text().is_empty() {
-        tracing::warn!(user, "the stored password is empty: no password can log in (use the nopassword field to allow any)");
+        tracing::warn!(user = ?sanitize(user.as_bytes(), 128), "the stored password is empty: no password can log in (use the nopassword field to allow any)");
         return PassdbOutcome::PasswordMismatch;
     }
     let result = if stored.is_expensive() {
@@ -334,7 +335,7 @@ pub(crate) async fn verify(stored: &str, default: Scheme, password: &Secret, use
         Ok(true) => PassdbOutcome::Ok,
         Ok(false) => PassdbOutcome::PasswordMismatch,
         Err(e) => {
-            tracing::error!(user, "invalid stored password: {e}");
+            tracing::error!(user = ?sanitize(user.as_bytes(), 128), "invalid stored password: {e}");
             PassdbOutcome::PasswordMismatch
         }
     }
@@ -353,7 +354,7 @@ pub(crate) async fn credential(stored: &str, default: Scheme, wanted: Scheme, us
     let stored = match StoredPassword::parse(stored, default) {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(user, "stored password: {e}");
+            tracing::error!(user = ?sanitize(user.as_bytes(), 128), "stored password: {e}");
             return not_available;
         }
     };
@@ -361,14 +362,14 @@ pub(crate) async fn credential(stored: &str, default: Scheme, wanted: Scheme, us
         return match stored.decoded() {
             Ok(raw) => (PassdbOutcome::Ok, Some(Secret::new(raw.to_vec()))),
             Err(e) => {
-                tracing::error!(user, "stored {} credential: {e}", wanted.as_str());
+                tracing::error!(user = ?sanitize(user.as_bytes(), 128), "stored {} credential: {e}", wanted.as_str());
                 not_available
             }
         };
     }
     // PLAIN-TRUNC keeps only a prefix of the password: it cannot be converted.
     if !stored.scheme().is_plaintext() || stored.scheme() == Scheme::PlainTrunc {
-        tracing::info!(user, "{} credentials requested, but the password is stored as {}", wanted.as_str(), stored.scheme().as_str());
+        tracing::info!(user = ?sanitize(user.as_bytes(), 128), "{} credentials requested, but the password is stored as {}", wanted.as_str(), stored.scheme().as_str());
         return not_available;
     }
     let Ok(plain) = stored.decoded() else {

@@ -22,7 +22,7 @@ pub(crate) type Digest = [u8; 16];
 /// one map operation or a bounded sweep.
 pub(crate) struct KeyedTable<V> {
     /// The HMAC key, random per table; never logged.
-    secret: [u8; 32],
+    pub(super) secret: [u8; 32],
     capacity: usize,
     entries: Mutex<HashMap<Digest, V>>,
 }

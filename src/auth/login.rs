@@ -17,8 +17,7 @@ use subtle::ConstantTimeEq as _;
 use crate::request::{Fields, RequestInfo};
 
 /// A live login-type client connection, as the master side sees it: its cookie and the logins
-/// it finished that a mail process may still claim with REQUEST.
-#[derive(Debug)]
+/// it finished that a mail process may still claim with REQUEST. `Debug` hides the cookie.
 pub struct LoginConnection {
     cookie: [u8; 16],
     // A std Mutex: every critical section is one map operation or a bounded sweep.
@@ -129,6 +128,12 @@ impl Logins {
     }
 }
 
+impl std::fmt::Debug for LoginConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginConnection").field("cookie", &"<hidden>").finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +152,18 @@ mod tests {
         assert!(logins.claim(7, 3, Some([1; 16]), None, None).is_none(), "one-shot");
         logins.unregister(7, &conn);
         assert!(logins.register(7, [2; 16]).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod debug_redaction_tests {
+    use super::*;
+
+    #[test]
+    fn login_connection_never_prints_the_cookie() {
+        let logins = Logins::new(Duration::from_secs(60), 10);
+        let conn = logins.register(7, [0xab; 16]).unwrap();
+        let shown = format!("{conn:?}");
+        assert!(!shown.contains("171") && !shown.to_lowercase().contains("abab"), "{shown}");
     }
 }

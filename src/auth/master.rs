@@ -7,7 +7,8 @@ use crate::request::{Fields, RequestInfo};
 use crate::userdb::UserdbOutcome;
 
 /// A master REQUEST as the server parsed it, with the peer's pid from its socket credentials.
-#[derive(Debug, Clone, Copy)]
+/// `Debug` hides the cookie.
+#[derive(Clone, Copy)]
 pub struct RequestClaim {
     /// The login process's CPID.
     pub client_pid: u32,
@@ -19,6 +20,18 @@ pub struct RequestClaim {
     pub session_pid: Option<u32>,
     /// The peer's pid (SO_PEERCRED), when known.
     pub peer_pid: Option<i32>,
+}
+
+impl std::fmt::Debug for RequestClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestClaim")
+            .field("client_pid", &self.client_pid)
+            .field("client_id", &self.client_id)
+            .field("cookie", &self.cookie.map(|_| "<hidden>"))
+            .field("session_pid", &self.session_pid)
+            .field("peer_pid", &self.peer_pid)
+            .finish()
+    }
 }
 
 /// The answer to a master lookup.
@@ -81,5 +94,17 @@ impl Authenticator {
             PassLookup::NotFound => UserAnswer::NotFound,
             PassLookup::Failed(_) => UserAnswer::Failed(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod debug_redaction_tests {
+    use super::*;
+
+    #[test]
+    fn request_claim_never_prints_the_cookie() {
+        let claim = RequestClaim { client_pid: 1, client_id: 2, cookie: Some([0xab; 16]), session_pid: None, peer_pid: None };
+        let shown = format!("{claim:?}");
+        assert!(!shown.contains("171"), "{shown}");
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod chain;
+pub mod decoy;
 mod keyed;
 mod login;
 mod master;
@@ -21,7 +22,7 @@ use crate::config::{AuthSettings, Config};
 use crate::db::helper::{HelperSession, MechHelper};
 use crate::db::Resources;
 use crate::passdb::{self, PassdbOutcome};
-use crate::protocol::FailCode;
+use crate::protocol::{sanitize, FailCode};
 use crate::request::{expand_for_user, layer_fields, Fields, RequestInfo};
 use crate::sasl::{CredentialsRequest, MechContext, PlainCredentials};
 use crate::scheme::Scheme;
@@ -252,7 +253,7 @@ impl Authenticator {
         }
         if let Some(allowed) = &s.username_chars {
             if let Some(bad) = name.chars().find(|c| !allowed.contains(*c)) {
-                tracing::info!(user = ?crate::protocol::sanitize(given.as_bytes(), 64), "user name refused: character {bad:?} is not in username_chars");
+                tracing::info!(user = ?sanitize(given.as_bytes(), 64), "user name refused: character {bad:?} is not in username_chars");
                 return None;
             }
         }
@@ -328,7 +329,7 @@ impl Authenticator {
         if verified.continued {
             let target = self.passdb_chain_with(&login, info, chain::Op::Lookup, chain::Walk::TargetOfMaster).await;
             if target.outcome != PassdbOutcome::Ok {
-                tracing::info!(master, login = %login, "master user authenticated, but the login user was not found");
+                tracing::info!(master = ?sanitize(master.as_bytes(), 128), login = ?sanitize(login.as_bytes(), 128), "master user authenticated, but the login user was not found");
                 let code = match target.outcome {
                     PassdbOutcome::InternalFailure(_) => FailCode::TempFail,
                     _ => FailCode::AuthzFail,
@@ -386,13 +387,21 @@ impl Authenticator {
         let identity = req.hash_identity.as_ref().map(|(name, realm)| (name.as_str(), realm.as_str()));
         let mut result = self.passdb_chain(&user, info, chain::Op::Credentials(req.scheme, identity)).await;
         let credential = result.credential.take();
-        match (self.finish(result, given, Some(req.scheme), info), credential) {
-            (AuthOutcome::Success { user, original_user, fields }, Some(credential)) => CredentialsOutcome::Found { user, original_user, fields, credential },
-            (AuthOutcome::Success { user, original_user, .. }, None) => {
-                CredentialsOutcome::Failed(Failure { original_user, ..Failure::plain(Some(user), "no credential from the passdbs") })
+        let failure = match (self.finish(result, given, Some(req.scheme), info), credential) {
+            (AuthOutcome::Success { user, original_user, fields }, Some(credential)) => {
+                return CredentialsOutcome::Found { user, original_user, fields, credential };
             }
-            (AuthOutcome::Failure(f), _) => CredentialsOutcome::Failed(f),
+            (AuthOutcome::Success { user, original_user, .. }, None) => Failure { original_user, ..Failure::plain(Some(user), "no credential from the passdbs") },
+            (AuthOutcome::Failure(f), _) => f,
+        };
+        // An ordinary failure (no code: unknown user, no credential in this scheme) must not
+        // show before the proof where the mechanism would answer a known user (SCRAM).
+        if failure.code.is_none() {
+            if let Some(credential) = decoy::credential(req.scheme, &user) {
+                return CredentialsOutcome::Decoy { failure, credential };
+            }
         }
+        CredentialsOutcome::Failed(failure)
     }
 
     /// A user a helper-backed mechanism authenticated by itself (winbind): the user-name rules
@@ -477,7 +486,7 @@ impl Authenticator {
                     entry.rules.result_failure
                 }
                 UserdbOutcome::InternalFailure(why) => {
-                    tracing::error!(driver = entry.db.driver(), user, "userdb failure: {why}");
+                    tracing::error!(driver = entry.db.driver(), user = ?sanitize(user.as_bytes(), 128), reason = ?sanitize(why.as_bytes(), 256), "userdb failure");
                     fields = snapshot.clone();
                     internal = Some(why);
                     last_found = false;
@@ -609,6 +618,14 @@ pub enum CredentialsOutcome {
     },
     /// No credential: the request fails.
     Failed(Failure),
+    /// No credential, but the mechanism must go on as if there were one ([`decoy`]): it gets
+    /// `credential`, and the request ends with `failure` whatever the client answers.
+    Decoy {
+        /// The real outcome, logged and sent when the exchange ends.
+        failure: Failure,
+        /// A decoy credential in the requested scheme.
+        credential: Secret,
+    },
 }
 
 /// The result of a passdb lookup without a password.

@@ -435,6 +435,8 @@ impl Running<'_> {
         };
         // Set once a passdb handed over a credential: who the user is, should the proof hold.
         let mut found: Option<(String, Option<String>, Fields)> = None;
+        // Set when the mechanism runs on a decoy credential: the request ends with this failure.
+        let mut decoy: Option<Failure> = None;
         // The helper process this exchange is pinned to, once it first needs one.
         let mut helper: Option<Box<dyn HelperSession>> = None;
         let mut step = mech.start(initial.as_deref());
@@ -482,6 +484,10 @@ impl Running<'_> {
                             mech.credentials(credential.expose())
                         }
                         CredentialsOutcome::Failed(failure) => return End::Done(AuthOutcome::Failure(failure), None),
+                        CredentialsOutcome::Decoy { failure, credential } => {
+                            decoy = Some(failure);
+                            mech.credentials(credential.expose())
+                        }
                     }
                 }
                 Step::Helper(line) => {
@@ -515,6 +521,10 @@ impl Running<'_> {
                     return self.finish_success(outcome, final_data, conv).await;
                 }
                 Step::Success { final_data } => {
+                    if let Some(failure) = decoy.take() {
+                        // Cannot happen (the decoy's keys are random), and must never succeed.
+                        return End::Done(AuthOutcome::Failure(failure), None);
+                    }
                     let Some((user, original_user, fields)) = found.take() else {
                         // A mechanism may only succeed on a credential it was given.
                         return fail_mech("mechanism succeeded without credentials");
@@ -522,6 +532,9 @@ impl Running<'_> {
                     return self.finish_success(AuthOutcome::Success { user, original_user, fields }, final_data, conv).await;
                 }
                 Step::Fail(why) => {
+                    if let Some(failure) = decoy.take() {
+                        return End::Done(AuthOutcome::Failure(failure), None);
+                    }
                     let failure = match found.take() {
                         Some((user, original_user, _)) => Failure { original_user, ..Failure::plain(Some(user), why.to_string()) },
                         None => Failure::plain(None, why.to_string()),

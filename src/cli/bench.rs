@@ -63,7 +63,8 @@ const MAX_CONNECTIONS: u32 = 100_000;
 const MAX_PIPELINE: u32 = 65_536;
 
 /// Command-line arguments of `saslgate bench`.
-#[derive(Debug, clap::Args)]
+// No `Debug`: it holds the password sent.
+#[derive(clap::Args)]
 pub(crate) struct Args {
     /// Client-protocol socket to load (saslgate's or Dovecot's auth-client).
     #[arg(long, value_name = "PATH")]

@@ -11,7 +11,8 @@ use std::process::ExitCode;
 use saslgate::scheme::{self, Encoding, Scheme, StoredPassword};
 
 /// Arguments of `saslgate pw`, named as `doveadm pw`'s.
-#[derive(Debug, clap::Args)]
+// No `Debug`: it holds the password given with -p.
+#[derive(clap::Args)]
 pub(crate) struct Args {
     /// List the known schemes.
     #[arg(short = 'l')]

@@ -54,6 +54,30 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A setting that loads but that the admin must see (e.g. a `nopassword` passdb that serves
+/// every mechanism). Collected while the config is validated, before logging starts; the daemon
+/// logs each one once logging is up, and `saslgate check` prints them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// The file (or `<embedded default>`).
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The setting, as a path (`passdbs[0].fields`).
+    pub setting: String,
+    /// What is risky and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}: {}", self.file, line, self.setting, self.message),
+            None => write!(f, "{}: {}: {}", self.file, self.setting, self.message),
+        }
+    }
+}
+
 /// What a listener speaks (`type:` in the YAML, by name; without it, from the socket name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -115,7 +139,8 @@ pub struct PassdbConfig {
 }
 
 /// A passdb driver and its own settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` hides the static passdb's password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum PassdbDriver {
     /// `driver: passwd-file`.
     PasswdFile {
@@ -155,6 +180,30 @@ pub enum PassdbDriver {
     /// `driver: ldap`: a directory, in lookup mode (the stored password is verified here) or
     /// in `auth_bind` mode (the directory checks the password with a bind).
     Ldap(Box<ldap::LdapPassdb>),
+}
+
+impl fmt::Debug for PassdbDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PassdbDriver::PasswdFile { path, scheme, username_format } => {
+                f.debug_struct("PasswdFile").field("path", path).field("scheme", scheme).field("username_format", username_format).finish()
+            }
+            PassdbDriver::Static { password, fields } => {
+                f.debug_struct("Static").field("password", &password.as_ref().map(|_| "<hidden>")).field("fields", fields).finish()
+            }
+            PassdbDriver::Pam { service, failure_show_msg, session, setcred, timeout, max_requests, config_dir } => f
+                .debug_struct("Pam")
+                .field("service", service)
+                .field("failure_show_msg", failure_show_msg)
+                .field("session", session)
+                .field("setcred", setcred)
+                .field("timeout", timeout)
+                .field("max_requests", max_requests)
+                .field("config_dir", config_dir)
+                .finish(),
+            PassdbDriver::Ldap(ldap) => f.debug_tuple("Ldap").field(ldap).finish(),
+        }
+    }
 }
 
 /// The default `service` of the pam passdb.
@@ -286,6 +335,9 @@ pub struct Config {
     /// The `ntlm_auth` helpers for NTLM and GSS-SPNEGO (`auth.winbind_helper_path`,
     /// `auth.winbind.{args,env,helpers,timeout,busy_timeout}`); one pool per mechanism.
     pub winbind: WinbindSettings,
+    /// Settings that load but that the admin must see, in file order; logged at start-up and
+    /// printed by `saslgate check`.
+    pub warnings: Vec<ConfigWarning>,
 }
 
 /// Global authentication settings.
@@ -428,13 +480,15 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigEr
             ConfigError { file: file.to_owned(), line: e.location().map(|l| l.line()), setting, message: format!("{message}; see conf.example/saslgate.yaml for every setting") }
         })?
     };
-    Validator { text, file, base_dir }.config(raw)
+    Validator { text, file, base_dir, warnings: Default::default() }.config(raw)
 }
 
 struct Validator<'a> {
     text: &'a str,
     file: &'a str,
     base_dir: &'a Path,
+    /// Warnings found so far; moved into `Config::warnings` at the end.
+    warnings: std::cell::RefCell<Vec<ConfigWarning>>,
 }
 
 fn setting_name(path: &[Seg]) -> String {
@@ -464,6 +518,11 @@ impl Validator<'_> {
             setting: setting_name(path),
             message: message.into(),
         }
+    }
+
+    fn warn(&self, path: &[Seg], message: impl Into<String>) {
+        let w = ConfigWarning { file: self.file.to_owned(), line: locate::line_of(self.text, path), setting: setting_name(path), message: message.into() };
+        self.warnings.borrow_mut().push(w);
     }
 
     fn resolve(&self, p: &str) -> PathBuf {
@@ -622,6 +681,8 @@ impl Validator<'_> {
             log_level,
             passdbs,
             userdbs,
+            // Last: every validation step above has run and added its warnings.
+            warnings: self.warnings.take(),
         })
     }
 
@@ -906,7 +967,7 @@ impl Validator<'_> {
                 self.only(at, db, &with_chain(&["password", "fields"]))?;
                 let mut p = at.to_vec();
                 p.push(key("password"));
-                let password = db.password.as_deref().map(|pw| self.template(&p, pw)).transpose()?;
+                let password = db.password.as_ref().map(|pw| self.template(&p, &pw.0)).transpose()?;
                 let fields = self.field_templates(at, "fields", db.fields.as_ref())?;
                 if password.is_none() && !fields.iter().any(|(k, _)| k == "nopassword") {
                     return Err(self.err(&p, "a static passdb needs `password` (e.g. \"{PLAIN}secret\") or `fields: { nopassword: \"\" }`"));
@@ -932,11 +993,7 @@ impl Validator<'_> {
         let nopassword = rules.override_fields.iter().chain(rules.default_fields.iter()).any(|(k, _)| k == "nopassword")
             || matches!(&driver, PassdbDriver::Static { fields, .. } if fields.iter().any(|(k, _)| k == "nopassword"));
         if nopassword && rules.mechanisms == MechFilter::Any {
-            tracing::warn!(
-                setting = %setting_name(at),
-                file = self.file,
-                "a passdb that sets `nopassword` serves every mechanism: any password is accepted for its users; limit it, e.g. `mechanisms: [external]`"
-            );
+            self.warn(at, "a passdb that sets `nopassword` serves every mechanism: any password is accepted for its users; limit it, e.g. `mechanisms: [external]`");
         }
         Ok(PassdbConfig { driver, rules })
     }
@@ -988,11 +1045,12 @@ impl Validator<'_> {
         if !source.contains('%') {
             let file = config_dir.clone().unwrap_or_else(|| PathBuf::from("/etc/pam.d")).join(source);
             if !file.exists() {
-                tracing::warn!(
-                    setting = %setting_name(&here("service")),
-                    file = self.file,
-                    "the PAM service file {} does not exist: PAM will use its `other` service (usually: deny everyone); create it (packaging/pam.d/saslgate is an example)",
-                    file.display()
+                self.warn(
+                    &here("service"),
+                    format!(
+                        "the PAM service file {} does not exist: PAM will use its `other` service (usually: deny everyone); create it (packaging/pam.d/saslgate is an example)",
+                        file.display()
+                    ),
                 );
             }
         }

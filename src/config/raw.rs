@@ -11,6 +11,17 @@ use serde::Deserialize;
 use super::rules::Rule;
 use super::ListenerKind;
 
+/// The static passdb's `password` as written (the password itself): `Debug` hides it.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub(crate) struct RawPassword(pub(crate) String);
+
+impl std::fmt::Debug for RawPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<hidden>")
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Root {
@@ -132,7 +143,7 @@ pub(crate) struct Db {
     pub(crate) username_format: Option<String>,
     pub(crate) fields: Option<Fields>,
     pub(crate) allow_all_users: Option<bool>,
-    pub(crate) password: Option<String>,
+    pub(crate) password: Option<RawPassword>,
     // driver pam (see PassdbDriver::Pam).
     pub(crate) service: Option<String>,
     pub(crate) failure_show_msg: Option<bool>,

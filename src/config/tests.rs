@@ -220,3 +220,41 @@ fn ldap_errors_name_the_setting() {
         assert_eq!(e.line, Some(4), "{text}: {e}");
     }
 }
+
+#[test]
+fn template_numbers_that_would_overflow_are_refused_at_load() {
+    for (tmpl, line) in [("%1.18446744073709551615u", 4), ("%-9223372036854775808u", 4), ("%65536n", 4)] {
+        let text = format!("listeners:\n  - {{ path: a }}\npassdbs:\n  - {{ driver: passwd-file, path: users.passwd, username_format: \"{tmpl}\" }}\n");
+        let err = load_text(&text).unwrap_err();
+        assert_eq!(err.line, Some(line), "{err}");
+        assert_eq!(err.setting, "passdbs[0].username_format", "{err}");
+        assert!(err.message.contains("65535"), "{err}");
+    }
+    let ok = load_text("listeners:\n  - { path: a }\npassdbs:\n  - { driver: passwd-file, path: users.passwd, username_format: \"%1.65535u\" }\n");
+    assert!(ok.is_ok(), "{ok:?}");
+}
+
+#[test]
+fn warnings_are_collected_with_file_line_and_setting() {
+    let c = load_text("listeners:\n  - { path: a }\npassdbs:\n  - { driver: passwd-file, path: users.passwd }\n  - driver: static\n    fields: { nopassword: \"\" }\n").unwrap();
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    let w = &c.warnings[0];
+    assert_eq!((w.file.as_str(), w.line, w.setting.as_str()), ("test.yaml", Some(5), "passdbs[1]"));
+    assert!(w.message.contains("any password is accepted"), "{w}");
+    assert!(w.to_string().starts_with("test.yaml:5: passdbs[1]: "), "{w}");
+    let c = load_text("listeners:\n  - { path: a }\npassdbs:\n  - { driver: static, fields: { nopassword: \"\" }, mechanisms: [external] }\n").unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(load_text(GOOD).unwrap().warnings.is_empty());
+}
+
+#[test]
+fn debug_never_prints_a_static_password() {
+    let text = "listeners:\n  - { path: a }\npassdbs:\n  - { driver: static, password: \"{PLAIN}hunter2\" }\n";
+    let c = load_text(text).unwrap();
+    for shown in [format!("{c:?}"), format!("{:?}", c.passdbs[0].driver)] {
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+    let raw: raw::Root = serde_norway::from_str(text).unwrap();
+    let shown = format!("{raw:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+}

@@ -16,8 +16,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// One user's entry.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// One user's entry. `Debug` hides the stored password and the extra fields' values (they may
+/// hold `pass=` or other secrets).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Entry {
     /// The stored password, `None` when the line has no password field.
     pub password: Option<String>,
@@ -40,11 +41,29 @@ pub struct LineProblem {
     pub what: String,
 }
 
-/// A parsed file.
-#[derive(Debug, Default)]
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("uid", &self.uid)
+            .field("gid", &self.gid)
+            .field("home", &self.home)
+            .field("extra_fields", &self.extra_fields.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// A parsed file. `Debug` shows only the number of users (the entries hold stored passwords).
+#[derive(Default)]
 pub struct Users {
     users: HashMap<String, Entry>,
     order: Vec<String>,
+}
+
+impl std::fmt::Debug for Users {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Users").field("users", &self.users.len()).finish_non_exhaustive()
+    }
 }
 
 impl Users {
@@ -314,5 +333,31 @@ mod tests {
         let users = files.users(&path).unwrap();
         assert!(users.get("a").is_none() && users.get("b").is_some());
         assert!(matches!(files.users(&dir.path().join("nope")), Err(LoadError::Missing(_))));
+    }
+}
+
+#[cfg(test)]
+mod debug_redaction_tests {
+    use super::*;
+
+    const HASH: &str = "$6$saltsalt$9cLFTsV3MHQE2oXGo7BqvdzkT1JVgWw6UrPDeqJN.hashhashhash";
+
+    #[test]
+    fn entry_users_and_files_never_print_a_hash() {
+        let (users, _) = parse(format!("alice:{{SHA512-CRYPT}}{HASH}:1000:1000::/home/alice::userdb_pass=extrasecret\n").as_bytes());
+        let entry = users.get("alice").unwrap();
+        assert_eq!(entry.password.as_deref(), Some(format!("{{SHA512-CRYPT}}{HASH}").as_str()));
+        for shown in [format!("{entry:?}"), format!("{users:?}")] {
+            assert!(!shown.contains(HASH) && !shown.contains("saltsalt") && !shown.contains("extrasecret"), "{shown}");
+        }
+        assert!(format!("{entry:?}").contains("/home/alice"), "the rest stays visible");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        std::fs::write(&path, format!("alice:{{SHA512-CRYPT}}{HASH}\n")).unwrap();
+        let files = Files::default();
+        let loaded = files.users(&path).unwrap();
+        for shown in [format!("{files:?}"), format!("{loaded:?}")] {
+            assert!(!shown.contains(HASH), "{shown}");
+        }
     }
 }

@@ -45,8 +45,8 @@ pub enum PassdbOutcome {
 }
 
 /// A passdb's answer: the outcome, the extra fields it returned, and the stored password
-/// (for drivers that store them; the chain verifies it).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// (for drivers that store them; the chain verifies it). `Debug` hides the stored password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PassdbReply {
     /// The outcome.
     pub outcome: PassdbOutcome,
@@ -54,6 +54,16 @@ pub struct PassdbReply {
     pub fields: Fields,
     /// The stored password (`{SCHEME}…` or in the driver's default scheme), wiped on drop.
     pub stored_password: Option<zeroize::Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for PassdbReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PassdbReply")
+            .field("outcome", &self.outcome)
+            .field("fields", &self.fields)
+            .field("stored_password", &self.stored_password.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
 }
 
 impl PassdbReply {
@@ -119,5 +129,18 @@ pub fn build(config: &PassdbConfig, resources: &Resources) -> Arc<dyn Passdb> {
         )),
         // Each LDAP block has its own lookup (and bind) pool (see db::ldap).
         PassdbDriver::Ldap(settings) => Arc::new(Ldap::new((**settings).clone())),
+    }
+}
+
+#[cfg(test)]
+mod debug_redaction_tests {
+    use super::*;
+
+    #[test]
+    fn passdb_reply_never_prints_the_stored_password() {
+        let reply = PassdbReply { outcome: PassdbOutcome::Ok, fields: Fields::new(), stored_password: Some(zeroize::Zeroizing::new("{PLAIN}hunter2".into())) };
+        let shown = format!("{reply:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("Ok"), "{shown}");
     }
 }

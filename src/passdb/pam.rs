@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 
 use super::{Lookup, Passdb, PassdbOutcome, PassdbReply};
+use crate::protocol::sanitize;
 use crate::request::expand_for_user;
 use crate::request::var::Template;
 use crate::request::Fields;
@@ -58,7 +59,7 @@ impl Passdb for Pam {
     }
 
     async fn lookup(&self, lookup: Lookup<'_>) -> PassdbReply {
-        tracing::debug!(user = lookup.user, "pam: cannot look a user up without a password (verify-only passdb)");
+        tracing::debug!(user = ?sanitize(lookup.user.as_bytes(), 128), "pam: cannot look a user up without a password (verify-only passdb)");
         PassdbReply::bare(PassdbOutcome::SchemeNotAvailable)
     }
 
@@ -97,7 +98,13 @@ impl Passdb for Pam {
         };
         if outcome != PassdbOutcome::Ok {
             // Module messages may name the account's state; they never hold the password.
-            tracing::info!(user, service = %service, message = reply.message.as_deref().unwrap_or(""), "pam: {}", reply.detail);
+            tracing::info!(
+                user = ?sanitize(user.as_bytes(), 128),
+                service = ?sanitize(service.as_bytes(), 64),
+                message = ?sanitize(reply.message.as_deref().unwrap_or("").as_bytes(), 256),
+                detail = ?sanitize(reply.detail.as_bytes(), 256),
+                "pam: authentication did not succeed"
+            );
             if self.failure_show_msg {
                 if let Some(message) = &reply.message {
                     fields.set("reason", message);

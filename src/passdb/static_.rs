@@ -9,11 +9,16 @@ use crate::request::var::Template;
 use crate::request::{expand_fields, expand_for_user};
 use crate::scheme::Scheme;
 
-/// The static passdb.
-#[derive(Debug)]
+/// The static passdb. `Debug` hides the password template (it is the password).
 pub struct Static {
     password: Option<Template>,
     fields: Vec<(String, Template)>,
+}
+
+impl std::fmt::Debug for Static {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Static").field("password", &self.password.as_ref().map(|_| "<hidden>")).field("fields", &self.fields).finish()
+    }
 }
 
 impl Static {
@@ -40,5 +45,17 @@ impl Passdb for Static {
 
     fn default_scheme(&self) -> Scheme {
         Scheme::Plain
+    }
+}
+
+#[cfg(test)]
+mod debug_redaction_tests {
+    use super::*;
+
+    #[test]
+    fn static_passdb_never_prints_its_password() {
+        let db = Static::new(Some(Template::parse("{PLAIN}hunter2").unwrap()), Vec::new());
+        let shown = format!("{db:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 }

@@ -36,10 +36,7 @@ pub fn parse_cpid(line: &[u8]) -> Result<u32, ProtocolError> {
             Some(0) | None => Err(hs("CPID is not a non-zero number")),
             Some(pid) => Ok(pid),
         },
-        [verb, ..] => Err(hs(format!(
-            "unknown handshake command {}",
-            super::sanitize(verb, 20)
-        ))),
+        [verb, ..] => Err(hs(format!("unknown handshake command {:?}", super::sanitize(verb, 20)))),
         [] => Err(hs("empty line in the handshake")),
     }
 }
@@ -48,8 +45,9 @@ fn hs(why: impl Into<String>) -> ProtocolError {
     ProtocolError::Handshake(why.into())
 }
 
-/// A command after the handshake.
-#[derive(Debug, PartialEq, Eq)]
+/// A command after the handshake. `Debug` shows the size of a `CONT`'s data, never the data
+/// (it is a SASL response: a password, a hash).
+#[derive(PartialEq, Eq)]
 pub enum ClientCommand {
     /// Start an authentication (boxed: it is much larger than the other commands).
     Auth(Box<AuthCommand>),
@@ -68,6 +66,16 @@ pub enum ClientCommand {
     },
 }
 
+impl std::fmt::Debug for ClientCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientCommand::Auth(auth) => f.debug_tuple("Auth").field(auth).finish(),
+            ClientCommand::Cont { id, data } => f.debug_struct("Cont").field("id", id).field("data_len", &data.len()).finish(),
+            ClientCommand::Cancel { id } => f.debug_struct("Cancel").field("id", id).finish(),
+        }
+    }
+}
+
 /// An `AUTH` command.
 #[derive(Debug, PartialEq, Eq)]
 pub struct AuthCommand {
@@ -82,7 +90,8 @@ pub struct AuthCommand {
 }
 
 /// The `resp=` parameter, before the absent/empty rule of the client's minor version is applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` shows the size of the base64 text, never the text (it holds credentials).
+#[derive(Clone, PartialEq, Eq)]
 pub enum InitialResponse {
     /// No `resp=` parameter.
     Absent,
@@ -90,6 +99,16 @@ pub enum InitialResponse {
     EmptyValue,
     /// Non-empty base64 text (`=` alone means an empty response).
     Base64(Vec<u8>),
+}
+
+impl std::fmt::Debug for InitialResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InitialResponse::Absent => f.write_str("Absent"),
+            InitialResponse::EmptyValue => f.write_str("EmptyValue"),
+            InitialResponse::Base64(text) => write!(f, "Base64(<{} bytes>)", text.len()),
+        }
+    }
 }
 
 /// How the transport to the end user is protected (`secured` / `secured=tls`).
@@ -476,5 +495,21 @@ mod tests {
             String::from_utf8(hs).unwrap(),
             "VERSION\t1\t2\nMECH\tPLAIN\tplaintext\nMECH\tEXTERNAL\nSPID\t42\nCUID\t1\nCOOKIE\tabababababababababababababababab\nDONE\n"
         );
+    }
+}
+
+#[cfg(test)]
+mod debug_redaction_tests {
+    use super::*;
+
+    #[test]
+    fn auth_and_cont_never_print_the_sasl_data() {
+        // base64 of "\0alice\0hunter2"
+        let auth = ClientCommand::parse(b"AUTH\t1\tPLAIN\tservice=smtp\tresp=AGFsaWNlAGh1bnRlcjI=").unwrap();
+        let cont = ClientCommand::parse(b"CONT\t1\tAGFsaWNlAGh1bnRlcjI=").unwrap();
+        for shown in [format!("{auth:?}"), format!("{cont:?}")] {
+            assert!(!shown.contains("AGFsaWNlAGh1bnRlcjI") && !shown.contains("65, 71"), "{shown}");
+            assert!(shown.contains("20"), "the size is shown: {shown}");
+        }
     }
 }

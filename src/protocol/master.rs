@@ -44,8 +44,8 @@ impl LookupInfo {
     }
 }
 
-/// A command on a master or userdb socket.
-#[derive(Debug, PartialEq, Eq)]
+/// A command on a master or userdb socket. `Debug` hides a REQUEST's cookie.
+#[derive(PartialEq, Eq)]
 pub enum MasterCommand {
     /// Claim a login finished on a login socket.
     Request {
@@ -96,6 +96,26 @@ pub enum MasterCommand {
         /// Users to flush; empty means everything.
         users: Vec<String>,
     },
+}
+
+impl std::fmt::Debug for MasterCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MasterCommand::Request { id, client_pid, client_id, cookie, session_pid, request_auth_token } => f
+                .debug_struct("Request")
+                .field("id", id)
+                .field("client_pid", client_pid)
+                .field("client_id", client_id)
+                .field("cookie", &cookie.map(|_| "<hidden>"))
+                .field("session_pid", session_pid)
+                .field("request_auth_token", request_auth_token)
+                .finish(),
+            MasterCommand::User { id, user, info } => f.debug_struct("User").field("id", id).field("user", user).field("info", info).finish(),
+            MasterCommand::Pass { id, user, info } => f.debug_struct("Pass").field("id", id).field("user", user).field("info", info).finish(),
+            MasterCommand::List { id, mask, info } => f.debug_struct("List").field("id", id).field("mask", mask).field("info", info).finish(),
+            MasterCommand::CacheFlush { id, users } => f.debug_struct("CacheFlush").field("id", id).field("users", users).finish(),
+        }
+    }
 }
 
 fn text(field: &[u8]) -> String {
@@ -237,5 +257,18 @@ mod tests {
         assert_eq!(MasterCommand::parse(b"CACHE-FLUSH\t9"), Ok(MasterCommand::CacheFlush { id: 9, users: vec![] }));
         assert!(MasterCommand::parse(b"NOPE\t1").is_err());
         assert!(MasterCommand::parse(b"").is_err());
+    }
+}
+
+#[cfg(test)]
+mod debug_redaction_tests {
+    use super::*;
+
+    #[test]
+    fn request_never_prints_the_cookie() {
+        let cmd = MasterCommand::parse(b"REQUEST\t1\t42\t7\tabababababababababababababababab").unwrap();
+        assert!(matches!(cmd, MasterCommand::Request { cookie: Some(_), .. }), "{cmd:?}");
+        let shown = format!("{cmd:?}");
+        assert!(!shown.contains("171") && !shown.contains("abab"), "{shown}");
     }
 }

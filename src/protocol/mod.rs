@@ -73,7 +73,7 @@ impl FailCode {
 /// The peer broke the protocol; the connection that sent the line is closed.
 ///
 /// The `Display` text is safe to log: it never contains a SASL payload, and any peer text in it
-/// has been sanitized with [`sanitize`].
+/// has been sanitized with [`sanitize`] and is quoted.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProtocolError {
     /// A line longer than the socket type allows.
@@ -82,8 +82,8 @@ pub enum ProtocolError {
     /// The handshake was not what the protocol requires.
     #[error("bad handshake: {0}")]
     Handshake(String),
-    /// A command word this socket does not accept.
-    #[error("unknown command {0}")]
+    /// A command word this socket does not accept (sanitized peer text, logged quoted).
+    #[error("unknown command {0:?}")]
     UnknownCommand(String),
     /// A known command with malformed arguments.
     #[error("broken {verb} request: {why}")]

@@ -149,16 +149,22 @@ struct Slice {
     len: Option<usize>,
 }
 
+/// The largest offset or length a template may give (`%O.Nu`): larger than any value a request
+/// carries (a protocol line is shorter), small enough that no arithmetic on it can overflow.
+pub const MAX_SLICE: u32 = 65_535;
+
 impl Slice {
     fn apply(self, value: &str) -> String {
-        let chars: Vec<char> = value.chars().collect();
-        let n = chars.len() as i64;
-        let start = if self.offset < 0 { (n + self.offset).max(0) } else { self.offset.min(n) } as usize;
+        let n = value.chars().count();
+        // `parse_slice` bounds the numbers; the arithmetic saturates anyway, so a Slice built any
+        // other way can never panic.
+        let magnitude = usize::try_from(self.offset.unsigned_abs()).unwrap_or(usize::MAX);
+        let start = if self.offset < 0 { n.saturating_sub(magnitude) } else { magnitude.min(n) };
         let end = match self.len {
-            Some(len) => (start + len).min(chars.len()),
-            None => chars.len(),
+            Some(len) => start.saturating_add(len).min(n),
+            None => n,
         };
-        chars[start..end].iter().collect()
+        value.chars().skip(start).take(end.saturating_sub(start)).collect()
     }
 }
 
@@ -337,12 +343,35 @@ impl fmt::Display for Template {
 
 fn parse_slice(text: &str) -> Result<Slice, TemplateError> {
     let bad = || TemplateError(format!("`%{text}` is not a valid offset/length"));
+    let too_big = || TemplateError(format!("`%{text}`: an offset or length above {MAX_SLICE} is not supported"));
+    // Digits only, at most 6 of them before the bound check: no overflow while parsing.
+    let number = |s: &str| -> Result<u32, TemplateError> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let s = s.trim_start_matches('0');
+        if s.len() > 6 {
+            return Err(too_big());
+        }
+        let n: u32 = if s.is_empty() { 0 } else { s.parse().map_err(|_| bad())? };
+        if n > MAX_SLICE {
+            return Err(too_big());
+        }
+        Ok(n)
+    };
+    let signed = |s: &str| -> Result<i64, TemplateError> {
+        match s.strip_prefix('-') {
+            Some(rest) => Ok(-i64::from(number(rest)?)),
+            None => Ok(i64::from(number(s)?)),
+        }
+    };
+    let as_len = |n: u32| usize::try_from(n).map_err(|_| too_big());
     let (offset, len) = match text.split_once('.') {
-        Some((o, l)) => (o.parse::<i64>().map_err(|_| bad())?, Some(l.parse::<usize>().map_err(|_| bad())?)),
+        Some((o, l)) => (signed(o)?, Some(as_len(number(l)?)?)),
         // `%3u`: the first 3 characters; `%-3u`: the last 3.
-        None => match text.parse::<i64>().map_err(|_| bad())? {
-            n if n < 0 => (n, None),
-            n => (0, Some(usize::try_from(n).map_err(|_| bad())?)),
+        None => match text.strip_prefix('-') {
+            Some(rest) => (-i64::from(number(rest)?), None),
+            None => (0, Some(as_len(number(text)?)?)),
         },
     };
     Ok(Slice { offset, len })
@@ -410,6 +439,51 @@ mod tests {
             assert!(Template::parse(bad).is_err(), "{bad}");
         }
         assert!(Template::parse("%Lu").unwrap().uses(Var::User));
+    }
+
+    #[test]
+    fn hostile_numbers_are_refused_at_parse() {
+        for bad in [
+            "%1.18446744073709551615u",
+            "%18446744073709551615u",
+            "%18446744073709551616u",
+            "%-9223372036854775808u",
+            "%-9223372036854775808.1u",
+            "%9223372036854775807.1u",
+            "%1.65536u",
+            "%65536u",
+            "%-65536u",
+            "%0000000000000000000065536u",
+            "%1.+2u",
+            "%+1u",
+            "%1..2u",
+            "%.2u",
+            "%1.u",
+            "%-u",
+        ] {
+            let err = Template::parse(bad).expect_err(bad);
+            assert!(err.to_string().contains('%'), "{bad}: {err}");
+        }
+        let big = Template::parse("%1.18446744073709551615u").unwrap_err().to_string();
+        assert!(big.contains("65535"), "{big}");
+    }
+
+    #[test]
+    fn bounded_numbers_expand_without_overflow() {
+        assert_eq!(expand("%65535.65535u", "alice"), "");
+        assert_eq!(expand("%1.65535u", "alice"), "lice");
+        assert_eq!(expand("%-65535.65535u", "alice"), "alice");
+        assert_eq!(expand("%-65535u", "alice"), "alice");
+        assert_eq!(expand("%00003u", "alice"), "ali");
+        assert_eq!(expand("%0u", "alice"), "");
+        assert_eq!(expand("%-2.5u", "alice"), "ce");
+        // A Slice made by hand with the extremes saturates instead of panicking.
+        let s = Slice { offset: i64::MIN, len: Some(usize::MAX) };
+        assert_eq!(s.apply("abc"), "abc");
+        let s = Slice { offset: i64::MAX, len: Some(usize::MAX) };
+        assert_eq!(s.apply("abc"), "");
+        let s = Slice { offset: 1, len: Some(usize::MAX) };
+        assert_eq!(s.apply("abc"), "bc");
         assert!(!Template::parse("%d").unwrap().uses(Var::User));
     }
 

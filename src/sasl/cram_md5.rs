@@ -4,6 +4,12 @@
 //! The check needs the stored CRAM-MD5 credential (the HMAC-MD5 inner and outer states) or a
 //! plaintext password the request layer converts to it. An initial response is ignored: the
 //! server always speaks first.
+//!
+//! User existence: the challenge is sent before the user name is known, and the credential is
+//! looked up only with the client's one answer, so an unknown user (or one without a CRAM-MD5
+//! credential) fails at the same step, with the same `FAIL <id> user=<name>` line, as a wrong
+//! password (tests/protocol.rs `cram_md5_with_stored_context_and_with_plaintext`). No decoy
+//! credential is needed (unlike SCRAM, see `auth::decoy`).
 
 use subtle::ConstantTimeEq;
 

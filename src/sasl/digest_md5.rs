@@ -13,6 +13,12 @@
 //! default to `00000001`, `auth` and nothing), `nc` is any decimal spelling of 1, `realm=""`
 //! counts as no realm, and the lookup name is `username@realm` when a realm was given and the
 //! username holds no `@`.
+//!
+//! User existence: the challenge is sent before the user name is known, and the credential is
+//! looked up only with the client's digest-response, so an unknown user (or one without a
+//! usable credential) fails at the same step, with the same `FAIL <id> user=<name>` line, as a
+//! wrong password (tests/protocol.rs `digest_md5_hashes_the_name_the_client_sent`). No decoy
+//! credential is needed (unlike SCRAM, see `auth::decoy`).
 
 use std::fmt;
 
@@ -127,8 +133,9 @@ impl Mechanism for DigestMd5 {
     }
 }
 
-/// A parsed, checked digest-response.
-#[derive(Debug, PartialEq, Eq)]
+/// A parsed, checked digest-response. `Debug` hides `response` (a hash of the password that
+/// could be attacked offline).
+#[derive(PartialEq, Eq)]
 struct Response {
     username: String,
     /// A non-empty `realm`.
@@ -142,6 +149,21 @@ struct Response {
     authzid: Option<String>,
     /// The client's 32 hex digits, compared as text with our lower-case hex (as Dovecot does).
     response: [u8; 32],
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("username", &self.username)
+            .field("realm", &self.realm)
+            .field("cnonce", &String::from_utf8_lossy(&self.cnonce))
+            .field("nc", &String::from_utf8_lossy(&self.nc))
+            .field("qop", &String::from_utf8_lossy(&self.qop))
+            .field("digest_uri", &self.digest_uri.as_deref().map(String::from_utf8_lossy))
+            .field("authzid", &self.authzid)
+            .field("response", &"<hidden>")
+            .finish()
+    }
 }
 
 impl Response {
@@ -734,5 +756,19 @@ mod tests {
         assert_eq!(d.next_directive(), Ok(Some((b"b".as_slice(), b"plain".to_vec()))));
         assert_eq!(d.next_directive(), Ok(Some((b"c".as_slice(), b"".to_vec()))));
         assert_eq!(d.next_directive(), Ok(None));
+    }
+}
+
+#[cfg(test)]
+mod debug_redaction_tests {
+    use super::*;
+
+    #[test]
+    fn response_never_prints_the_digest() {
+        let data = b"username=\"chris\",realm=\"elwood.innosoft.com\",nonce=\"OA6MG9tEQGm2hh\",cnonce=\"OA6MHXh6VqTrRk\",nc=00000001,qop=auth,digest-uri=\"imap/elwood.innosoft.com\",response=d388dad90d4bbd760a152321f2143af7";
+        let r = parse(data, "OA6MG9tEQGm2hh").unwrap();
+        let shown = format!("{r:?}");
+        assert!(!shown.contains("d388dad9") && !shown.contains("100, 51"), "{shown}");
+        assert!(shown.contains("chris"), "{shown}");
     }
 }

@@ -13,6 +13,15 @@
 //! the gs2 flag must be exactly `n` or `y` (Dovecot looks at its first byte only), the client
 //! nonce must be non-empty printable ASCII without `,`, and every extension must be
 //! `ALPHA=value` (no empty fields).
+//!
+//! User existence (RFC 5802 §5.1): the credential is looked up after client-first, before the
+//! server-first message, so a FAIL there would tell an unknown user from a known one. The
+//! request layer (`auth::decoy`) hands this mechanism a decoy credential instead (a salt stable
+//! for the name, 4096 iterations, random keys) and fails the request at the proof, with the same
+//! FAIL line as a wrong password. The mechanism itself cannot tell a decoy from a real
+//! credential. One difference remains, as with Dovecot: a user stored as plaintext gets a
+//! credential derived with a fresh random salt on every attempt, while stored SCRAM credentials
+//! and decoys keep theirs.
 
 use std::fmt;
 
