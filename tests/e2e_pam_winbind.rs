@@ -366,6 +366,8 @@ fn active_directory_sign_on_through_winbind() {
     eprintln!("killed helpers: {:?}", t.elapsed());
     stopped_winbindd(&ad, &mut py, &user1);
     eprintln!("stopped winbindd: {:?}", t.elapsed());
+    active_directory_example(&ad, &mut py, &user1);
+    eprintln!("the Active Directory example: {:?}", t.elapsed());
 }
 
 /// swaks AUTH NTLM (NTLMv1) through Postfix: 235 with the right password, 535 otherwise.
@@ -430,17 +432,11 @@ fn user_name_reaches_the_userdb(ad: &Ad, py: &mut Py, user1: &str) {
     for (id, mech) in [(1, "NTLM"), (2, "GSS-SPNEGO")] {
         let mut login = Wire::open(&ad.login);
         let line = login.login(py, id, mech, "NTUser1", USER1.1, DOMAIN);
-        assert_eq!(ok_user(&line), Some(user1), "{mech} on the login socket: {line}");
-        let mut m = UnixStream::connect(&ad.master).unwrap();
-        m.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        m.write_all(format!("VERSION\t1\t1\nREQUEST\t77\t{}\t{id}\t{}\n", std::process::id(), login.cookie).as_bytes()).unwrap();
-        let mut m = BufReader::new(m);
-        let mut reply = String::new();
-        while !reply.starts_with("USER\t") && !reply.starts_with("FAIL\t") && !reply.starts_with("NOTFOUND\t") {
-            reply.clear();
-            assert!(m.read_line(&mut reply).unwrap() > 0, "master socket closed");
-        }
-        let fields: Vec<&str> = reply.trim_end().split('\t').collect();
+        // As Dovecot answers `AF TESTHOST\ntuser1` (its mech-winbind): the name the helper
+        // gave, made `user@DOMAIN`, is the original user.
+        assert_eq!(line, format!("OK\t{id}\tuser={user1}\toriginal_user={}@{DOMAIN}", USER1.0), "{mech} on the login socket");
+        let reply = request(&ad.master, id, &login.cookie);
+        let fields: Vec<&str> = reply.split('\t').collect();
         assert_eq!(fields.get(..3), Some(&["USER", "77", user1][..]), "{reply}");
         let home = format!("home=/home/{user1}");
         for want in ["uid=60001", "gid=60000", home.as_str(), &format!("auth_mech={mech}")] {
@@ -513,4 +509,73 @@ fn stopped_winbindd(ad: &Ad, py: &mut Py, user1: &str) {
         assert!(is_fail(&line, id, false), "{mech} wrong password after winbindd is back: {line}");
     }
     assert_auth(ad.pf.port, "NTLM", USER1.0, USER1.1, &[], 235);
+}
+
+/// conf.example/active-directory.yaml as shipped, but for its paths (the test's sockets and
+/// `ntlm_auth` wrapper) and no failure delay: saslgate drops to an unprivileged user (here
+/// `nobody`) with `group: winbindd_priv`, the group that may open winbindd's privileged pipe
+/// (which `ntlm_auth` needs to check NTLM responses); its helpers inherit it. With another
+/// group, logins fail temporarily.
+fn active_directory_example(ad: &Ad, py: &mut Py, user1: &str) {
+    let group = nix::unistd::Group::from_name("winbindd_priv").unwrap().expect("the winbindd_priv group (Debian package winbind)");
+    let privileged = ad.wb.dir().join("state/winbindd_privileged");
+    assert!(privileged.is_dir(), "{} missing", privileged.display());
+    nix::unistd::chown(&privileged, None, Some(group.gid)).unwrap();
+    fs::set_permissions(&privileged, fs::Permissions::from_mode(0o750)).unwrap();
+    // The test's Samba files, readable by `nobody` (the temp dir is 0700).
+    fs::set_permissions(ad.wb.dir(), fs::Permissions::from_mode(0o755)).unwrap();
+    let example = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf.example/active-directory.yaml")).unwrap();
+    for (name, want_ok) in [("winbindd_priv", true), ("nogroup", false)] {
+        let dir = ad.sg.log.parent().unwrap().join(format!("example-{name}"));
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let (client, login, master) = (dir.join("auth"), dir.join("auth-login"), dir.join("auth-master"));
+        let d = dir.display().to_string();
+        let mut yaml = example.clone();
+        for (from, to) in [
+            ("user: saslgate\n", "user: nobody\n".to_owned()),
+            ("group: winbindd_priv\n", format!("group: {name}\n")),
+            ("/var/spool/postfix/private/auth", client.display().to_string()),
+            ("/run/saslgate/", format!("{d}/")),
+            ("/usr/bin/ntlm_auth", ad.wb.helper().display().to_string()),
+            ("failure_delay: 2s", "failure_delay: 0s".to_owned()),
+        ] {
+            assert!(yaml.contains(from), "the example no longer has {from:?}");
+            yaml = yaml.replace(from, &to);
+        }
+        let sg = Saslgate::start(&dir, &yaml, &[&client, &login, &master, &dir.join("auth-userdb")]);
+        for (id, mech) in [(1, "NTLM"), (2, "GSS-SPNEGO")] {
+            let mut c = Wire::open(&login);
+            let line = c.login(py, id, mech, USER1.0, USER1.1, DOMAIN);
+            if !want_ok {
+                assert!(is_fail(&line, id, true), "{mech} as nobody, group {name}: {line}");
+                continue;
+            }
+            assert_eq!(ok_user(&line), Some(user1), "{mech} as nobody, group {name}: {line}");
+            let reply = request(&master, id, &c.cookie);
+            let want = format!("USER\t77\t{user1}\tuid=5000\tgid=5000\thome=/var/vmail/{user1}\tauth_mech={mech}");
+            assert_eq!(reply, want, "REQUEST after {mech}");
+        }
+        // It did run as nobody with just that group.
+        let gid = nix::unistd::Group::from_name(name).unwrap().unwrap().gid.as_raw();
+        let status = fs::read_to_string(format!("/proc/{}/status", sg.pid())).unwrap();
+        let line = |key: &str| status.lines().find(|l| l.starts_with(key)).unwrap_or_default().split_whitespace().skip(1).collect::<Vec<_>>().join(" ");
+        assert_eq!(line("Uid:"), "65534 65534 65534 65534", "{status}");
+        assert_eq!(line("Gid:"), format!("{gid} {gid} {gid} {gid}"), "{status}");
+        assert_eq!(line("Groups:"), "", "{status}");
+    }
+}
+
+/// REQUEST for login `id` of a login connection with `cookie`: the master's answer line.
+fn request(master: &Path, id: u32, cookie: &str) -> String {
+    let mut m = UnixStream::connect(master).unwrap();
+    m.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    m.write_all(format!("VERSION\t1\t1\nREQUEST\t77\t{}\t{id}\t{cookie}\n", std::process::id()).as_bytes()).unwrap();
+    let mut m = BufReader::new(m);
+    let mut reply = String::new();
+    while !reply.starts_with("USER\t") && !reply.starts_with("FAIL\t") && !reply.starts_with("NOTFOUND\t") {
+        reply.clear();
+        assert!(m.read_line(&mut reply).unwrap() > 0, "master socket closed");
+    }
+    reply.trim_end().to_owned()
 }
