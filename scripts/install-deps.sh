@@ -14,6 +14,7 @@
 #   libnss-wrapper       the Unix accounts behind the test's Samba users, without /etc/passwd
 #   libauthen-ntlm-perl  NTLM support for swaks's AUTH
 # and, from PyPI, scramp (an independent SCRAM client) and pyspnego (NTLMv2 / SPNEGO client).
+# tests/e2e_pam_winbind.rs (Postfix + PAM, AD sign-on end to end) uses the same set.
 # Idempotent and silent when everything is present. As root it installs what is missing
 # (apt-get update once, non-interactive, Postfix preseeded to "No configuration", no service
 # started); otherwise it says what to install and exits 1.
