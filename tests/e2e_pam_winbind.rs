@@ -64,8 +64,10 @@ fn assert_postfix_socket(sock: &Path) {
     assert_eq!((meta.uid(), meta.gid()), (postfix.uid.as_raw(), postfix.gid.as_raw()), "socket owner");
 }
 
-/// The guide's scenario: Postfix asks saslgate on `private/auth`; PAM (pam_pwdfile, service
-/// `smtp` from `service: "*"`) checks `test`/`test1234`.
+/// The guide's scenario with conf.example/pam.yaml as shipped (but for the socket's path under
+/// the test's Postfix queue, the PAM folder, and no failure delay or penalty): Postfix asks saslgate on
+/// `private/auth`; PAM (pam_pwdfile) checks `test`/`test1234`. Then the same with `service:
+/// "*"`: Postfix's requests name the service `smtp`, so PAM reads the file `smtp`.
 #[test]
 fn postfix_with_pam_like_the_sasl_guide() {
     need_root!();
@@ -75,35 +77,43 @@ fn postfix_with_pam_like_the_sasl_guide() {
     // PAM splits module arguments at spaces: the temp path has none.
     fs::create_dir(dir.join("pam.d")).unwrap();
     fs::write(dir.join("pwdfile"), format!("test:{TEST_HASH}\n")).unwrap();
-    fs::write(
-        dir.join("pam.d/smtp"),
-        format!("auth    required {} pwdfile={}/pwdfile\naccount required pam_permit.so\n", module.display(), dir.display()),
-    )
-    .unwrap();
+    // nodelay: no PAM failure delay (about 2 s per wrong password) in a test.
+    let service = format!("auth    required {} pwdfile={}/pwdfile nodelay\naccount required pam_permit.so\n", module.display(), dir.display());
+    fs::write(dir.join("pam.d/saslgate"), &service).unwrap();
+    fs::write(dir.join("pam.d/smtp"), &service).unwrap();
 
     let pf = Postfix::start(dir, "private/auth");
     let sock = pf.spool.join("private/auth");
-    let yaml = format!(
-        "listeners:\n  - {{ path: {}, type: client, mode: \"0660\", user: postfix, group: postfix }}\n\
-         auth:\n  mechanisms: [plain, login]\n  failure_delay: 0s\n  penalty_max: 0s\n\
-         log: {{ level: debug }}\n\
-         passdbs:\n  - {{ driver: pam, service: \"*\", config_dir: pam.d }}\n",
-        sock.display()
-    );
-    let _sg = Saslgate::start(dir, &yaml, &[&sock]);
-    assert_postfix_socket(&sock);
-
-    let ok = assert_auth(pf.port, "PLAIN", "test", "test1234", &[], 235);
-    // The guide's exact initial response: \0test\0test1234.
-    assert!(ok.stdout.contains("AUTH PLAIN AHRlc3QAdGVzdDEyMzQ="), "{ok}");
-    assert!(ok.stdout.lines().any(|l| l.trim_end().ends_with("250-AUTH PLAIN LOGIN")), "EHLO offers saslgate's mechanisms\n{ok}");
-    assert_auth(pf.port, "PLAIN", "test", "test12345", &[], 535);
-    assert_auth(pf.port, "PLAIN", "test", "", &[], 535);
-    assert_auth(pf.port, "LOGIN", "test", "test1234", &[], 235);
-    assert_auth(pf.port, "LOGIN", "test", "wrong", &[], 535);
-    assert_auth(pf.port, "PLAIN", "nosuchuser", "test1234", &[], 535);
-    // username_format %Lu: TEST is test.
-    assert_auth(pf.port, "PLAIN", "TEST", "test1234", &[], 235);
+    let mut yaml = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf.example/pam.yaml")).unwrap();
+    for (from, to) in [
+        ("/var/spool/postfix/private/auth", sock.display().to_string()),
+        ("{ driver: pam, service: saslgate }", "{ driver: pam, service: saslgate, config_dir: pam.d }".to_owned()),
+        ("failure_delay: 2s", "failure_delay: 0s".to_owned()),
+        ("penalty_max: 6s", "penalty_max: 0s".to_owned()),
+    ] {
+        assert!(yaml.contains(from), "conf.example/pam.yaml no longer has {from:?}");
+        yaml = yaml.replace(from, &to);
+    }
+    for (round, yaml) in [("pam.yaml", yaml.clone()), ("service *", yaml.replace("service: saslgate,", "service: \"*\","))] {
+        if round == "service *" {
+            fs::remove_file(dir.join("pam.d/saslgate")).unwrap();
+        }
+        let _sg = Saslgate::start(dir, &yaml, &[&sock]);
+        assert_postfix_socket(&sock);
+        let ok = assert_auth(pf.port, "PLAIN", "test", "test1234", &[], 235);
+        // The guide's exact initial response: \0test\0test1234.
+        assert!(ok.stdout.contains("AUTH PLAIN AHRlc3QAdGVzdDEyMzQ="), "{round}: {ok}");
+        assert!(ok.stdout.lines().any(|l| l.trim_end().ends_with("250-AUTH PLAIN LOGIN")), "{round}: EHLO offers saslgate's mechanisms\n{ok}");
+        assert_auth(pf.port, "PLAIN", "test", "test12345", &[], 535);
+        assert_auth(pf.port, "LOGIN", "test", "test1234", &[], 235);
+        if round == "pam.yaml" {
+            assert_auth(pf.port, "PLAIN", "test", "", &[], 535);
+            assert_auth(pf.port, "LOGIN", "test", "wrong", &[], 535);
+            assert_auth(pf.port, "PLAIN", "nosuchuser", "test1234", &[], 535);
+            // username_format %Lu: TEST is test.
+            assert_auth(pf.port, "PLAIN", "TEST", "test1234", &[], 235);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
