@@ -16,6 +16,7 @@
 #   slapd ldap-utils     OpenLDAP's server and tools, for the ldap passdb/userdb (tests/ldap.rs)
 #   dovecot-ldap         Dovecot's LDAP driver, for scripts/bench-ldap-vs-dovecot.sh
 # and, from PyPI, scramp (an independent SCRAM client) and pyspnego (NTLMv2 / SPNEGO client).
+# tests/e2e_pam_winbind.rs (Postfix + PAM, AD sign-on end to end) uses the same set.
 # Idempotent and silent when everything is present. As root it installs what is missing
 # (apt-get update once, non-interactive, Postfix preseeded to "No configuration", no service
 # started); otherwise it says what to install and exits 1.

@@ -151,3 +151,40 @@ async fn pam_for_postfix() {
     let err = saslgate::config::parse(yaml, "x.yaml", dir.path()).unwrap_err().to_string();
     assert!(err.starts_with("x.yaml:"), "{err}");
 }
+
+/// Every file in conf.example/ loads as shipped.
+#[test]
+fn every_example_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf.example");
+    let mut loaded = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            saslgate::config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            loaded.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    loaded.sort();
+    for want in ["active-directory.yaml", "pam.yaml", "postfix-sasl.yaml", "saslgate.yaml"] {
+        assert!(loaded.iter().any(|l| l == want), "{want} not among {loaded:?}");
+    }
+}
+
+/// The Active Directory example offers NTLM and GSS-SPNEGO through /usr/bin/ntlm_auth, runs
+/// with group winbindd_priv, and gives every user the static userdb's fields. (Logins through
+/// a real winbindd with this file: tests/e2e_pam_winbind.rs.)
+#[tokio::test]
+async fn active_directory() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf.example/active-directory.yaml");
+    let config = saslgate::config::load(&path).unwrap();
+    assert_eq!(config.group.as_deref(), Some("winbindd_priv"));
+    assert_eq!(config.winbind.helper_path, Path::new("/usr/bin/ntlm_auth"));
+    assert!(config.passdbs.is_empty());
+    assert!(matches!(config.userdbs[..], [saslgate::config::UserdbConfig { driver: saslgate::config::UserdbDriver::Static { allow_all_users: true, .. }, .. }]));
+    let r = start("active-directory.yaml").await;
+    let mut conn = Connection::open(r.socket("auth")).await.unwrap();
+    let handshake = conn.read_client_handshake().await.unwrap();
+    let mechs: Vec<&str> = handshake.lines.iter().filter_map(|l| l.strip_prefix("MECH\t")).collect();
+    // Dovecot's flags: NTLM is dictionary + active, GSS-SPNEGO has none.
+    assert_eq!(mechs, ["NTLM\tdictionary\tactive", "GSS-SPNEGO"]);
+}

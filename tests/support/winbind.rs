@@ -38,9 +38,15 @@ fn need(path: &str, package: &str) {
 }
 
 impl Winbindd {
-    /// Sets up the users and starts winbindd. Panics with an install hint when Samba or
-    /// nss_wrapper is missing.
+    /// Sets up the users and starts winbindd (`ntlm auth = ntlmv2-only`). Panics with an
+    /// install hint when Samba or nss_wrapper is missing.
     pub fn start() -> Winbindd {
+        Winbindd::start_with_ntlm_auth("ntlmv2-only")
+    }
+
+    /// As [`Winbindd::start`], with smb.conf's `ntlm auth` set to `ntlm_auth` (`yes` also
+    /// accepts NTLMv1, which swaks's Authen::NTLM speaks).
+    pub fn start_with_ntlm_auth(ntlm_auth: &str) -> Winbindd {
         need("/usr/sbin/winbindd", "winbind");
         need("/usr/bin/ntlm_auth", "winbind");
         need("/usr/bin/wbinfo", "winbind");
@@ -56,7 +62,7 @@ impl Winbindd {
         fs::write(
             d.join("smb.conf"),
             format!(
-                "[global]\n  workgroup = TESTWG\n  netbios name = {DOMAIN}\n  server role = standalone server\n  security = user\n  passdb backend = tdbsam:{}\n  private dir = {}\n  lock directory = {}\n  state directory = {}\n  cache directory = {}\n  pid directory = {}\n  ncalrpc dir = {}\n  winbindd socket directory = {}\n  log file = {}/log.%m\n  log level = 1\n  interfaces = lo\n  bind interfaces only = yes\n  smb ports = 44545\n  disable netbios = yes\n  load printers = no\n  printcap name = /dev/null\n  disable spoolss = yes\n  ntlm auth = ntlmv2-only\n  idmap config * : backend = tdb\n  idmap config * : range = 100000-199999\n",
+                "[global]\n  workgroup = TESTWG\n  netbios name = {DOMAIN}\n  server role = standalone server\n  security = user\n  passdb backend = tdbsam:{}\n  private dir = {}\n  lock directory = {}\n  state directory = {}\n  cache directory = {}\n  pid directory = {}\n  ncalrpc dir = {}\n  winbindd socket directory = {}\n  log file = {}/log.%m\n  log level = 1\n  interfaces = lo\n  bind interfaces only = yes\n  smb ports = 44545\n  disable netbios = yes\n  load printers = no\n  printcap name = /dev/null\n  disable spoolss = yes\n  ntlm auth = {ntlm_auth}\n  idmap config * : backend = tdb\n  idmap config * : range = 100000-199999\n",
                 p("private/passdb.tdb"), p("private"), p("lock"), p("state"), p("cache"), p("pid"), p("ncalrpc"), p("winbindd"), p("log")
             ),
         )
