@@ -2,8 +2,9 @@
 # The whole test suite, from any directory:
 #   1. scripts/install-deps.sh   real peers (dovecot-core, postfix, swaks); installs as root
 #   2. cargo build --all-targets
-#   3. cargo test --all-targets  unit, protocol, config and real-peer tests (tests/real_peers.rs,
-#                                whose Postfix tests need root)
+#   3. scripts/run-tests.sh      every test binary of `cargo test --all-targets`: the fast ones in
+#                                turn, the real-peer ones (Postfix, doveadm, slapd, winbindd, PAM)
+#                                in parallel groups; most real-peer tests need root
 #   4. scripts/fuzz-smoke.sh     when present and executable
 # Stops at the first failing step and prints a summary either way.
 set -euo pipefail
@@ -41,7 +42,7 @@ step() { # name command...
 
 step "scripts/install-deps.sh" bash scripts/install-deps.sh
 step "cargo build --all-targets" cargo build --all-targets
-step "cargo test --all-targets" cargo test --all-targets
+step "scripts/run-tests.sh (every test binary; real-peer ones side by side)" scripts/run-tests.sh
 if [ -f scripts/fuzz-smoke.sh ] && [ -x scripts/fuzz-smoke.sh ]; then
   step "scripts/fuzz-smoke.sh" scripts/fuzz-smoke.sh
 else
