@@ -86,7 +86,6 @@ impl Running {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), sig).unwrap();
     }
 
-    #[allow(dead_code)] // used by the connection-budget tests
     fn status_field(&self, name: &str) -> String {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         status.lines().find(|l| l.starts_with(name)).unwrap().split_whitespace().nth(1).unwrap().to_owned()
@@ -319,4 +318,211 @@ fn socket_setup_never_follows_a_symlink_swapped_in_by_the_folder_owner() {
     watcher.0.wait().unwrap();
     println!("{ROUNDS} starts: {served} served, {refused} refused; watcher {swaps}");
     assert!(swaps.starts_with("swaps ") && swaps != "swaps 0", "the watcher never swapped anything: the test proves nothing ({swaps})");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Finding 2: connection budgets, the handshake timeout, the per-uid cap.
+
+/// A daemon on `auth-client` (0660) and `auth-userdb` (0666) in an open tempdir, with these
+/// extra top-level YAML lines (`limits:` …, `auth:` …).
+fn daemon(extra: &str) -> (tempfile::TempDir, Running) {
+    let dir = open_tempdir();
+    std::fs::write(dir.path().join("users.passwd"), "alice:{PLAIN}pw:1000:1000::/home/alice\n").unwrap();
+    let auth = if extra.contains("auth:") { "" } else { "auth:\n  failure_delay: 0s\n" };
+    let conf = dir.path().join("saslgate.yaml");
+    std::fs::write(
+        &conf,
+        format!(
+            "listeners:\n  - {{ path: auth-client, type: client, mode: \"0660\" }}\n  - {{ path: auth-userdb, type: userdb, mode: \"0666\" }}\n{auth}{extra}\npassdbs:\n  - {{ driver: passwd-file, path: users.passwd, scheme: PLAIN }}\nuserdbs:\n  - {{ driver: passwd-file, path: users.passwd }}\n"
+        ),
+    )
+    .unwrap();
+    let mut d = Running::start(dir.path(), &conf);
+    d.started().unwrap();
+    (dir, d)
+}
+
+/// A client-protocol connection that has read the server's handshake.
+struct Client {
+    s: UnixStream,
+    r: BufReader<UnixStream>,
+}
+
+impl Client {
+    fn connect(path: &Path) -> Client {
+        let s = UnixStream::connect(path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+        let mut c = Client { r: BufReader::new(s.try_clone().unwrap()), s };
+        loop {
+            let line = c.line();
+            assert!(!line.is_empty(), "connection closed during the handshake");
+            if line == "DONE" {
+                return c;
+            }
+        }
+    }
+
+    fn send(&mut self, text: &str) {
+        std::io::Write::write_all(&mut self.s, text.as_bytes()).unwrap();
+    }
+
+    /// The next line without its line feed; "" at EOF or on a read timeout.
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        let _ = self.r.read_line(&mut line);
+        line.trim_end_matches('\n').to_owned()
+    }
+
+    fn plain(&mut self, id: u32, user: &str, pass: &str) -> String {
+        let resp = saslgate::protocol::base64::encode(format!("\0{user}\0{pass}").as_bytes());
+        self.send(&format!("AUTH\t{id}\tPLAIN\tservice=smtp\tresp={resp}\n"));
+        self.line()
+    }
+}
+
+#[test]
+fn idle_connections_to_auth_userdb_leave_postfix_its_logins() {
+    if !is_root() {
+        return;
+    }
+    let (dir, d) = daemon("");
+    // 1,100 idle connections to the 0666 socket (as root: exempt from the per-uid cap, so
+    // this is the listener's budget at work). Past 1,000 they wait in the backlog.
+    let userdb = dir.path().join("auth-userdb");
+    let idle: Vec<UnixStream> = (0..1100).map(|_| UnixStream::connect(&userdb).unwrap()).collect();
+    // Let the daemon accept what its budget allows (it writes each one a handshake).
+    std::thread::sleep(Duration::from_millis(500));
+    // Five simultaneous Postfix-style logins on auth-client, all answered promptly.
+    let client = dir.path().join("auth-client");
+    let start = Instant::now();
+    let logins: Vec<_> = (0..5)
+        .map(|_| {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                let mut c = Client::connect(&client);
+                c.send("VERSION\t1\t2\nCPID\t4242\n");
+                c.plain(1, "alice", "pw")
+            })
+        })
+        .collect();
+    for login in logins {
+        assert_eq!(login.join().unwrap(), "OK\t1\tuser=alice");
+    }
+    assert!(start.elapsed() < Duration::from_secs(3), "logins took {:?}", start.elapsed());
+    let rss_kb: u64 = d.status_field("VmRSS:").parse().unwrap();
+    assert!(rss_kb < 100 * 1024, "VmRSS {rss_kb} kB with 1,100 idle connections");
+    drop(idle);
+}
+
+#[test]
+fn a_connection_without_handshake_is_closed_after_handshake_timeout() {
+    if !is_root() {
+        return;
+    }
+    let (dir, _d) = daemon("limits:\n  handshake_timeout: 1s\n");
+    let start = Instant::now();
+    // Silent peers on both protocols.
+    let mut silent_master = UnixStream::connect(dir.path().join("auth-userdb")).unwrap();
+    silent_master.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    let mut silent_client = Client::connect(&dir.path().join("auth-client"));
+    // A client that sent VERSION but never CPID has not finished its handshake either.
+    silent_client.send("VERSION\t1\t2\n");
+    // A client that finished its handshake stays, however long it idles.
+    let mut polite = Client::connect(&dir.path().join("auth-client"));
+    polite.send("VERSION\t1\t2\nCPID\t77\n");
+    let mut master_bytes = Vec::new();
+    let _ = silent_master.read_to_end(&mut master_bytes);
+    let closed_master = start.elapsed();
+    assert!(String::from_utf8_lossy(&master_bytes).starts_with("VERSION\t"), "{master_bytes:?}");
+    assert_eq!(silent_client.line(), "", "the client connection must be closed");
+    let closed_client = start.elapsed();
+    for closed in [closed_master, closed_client] {
+        assert!(closed >= Duration::from_millis(900) && closed < Duration::from_secs(4), "closed after {closed:?}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(polite.plain(1, "alice", "pw"), "OK\t1\tuser=alice");
+}
+
+#[test]
+fn one_uid_gets_at_most_max_connections_per_uid_on_a_world_accessible_socket() {
+    if !is_root() {
+        return;
+    }
+    // The default cap: 100.
+    let (dir, _d) = daemon("");
+    let userdb = dir.path().join("auth-userdb");
+    let userdb = userdb.to_str().unwrap();
+    // nobody opens 101: the 101st is closed without a handshake.
+    let mut nobody = Helper(helper("hog", "nobody", &[("SOCKET", userdb), ("COUNT", "101")]));
+    assert_eq!(helper_line(&mut nobody.0), "held 100 refused 1");
+    // Another uid still gets in while nobody holds its 100.
+    let mut other = Helper(helper("hog", "daemon", &[("SOCKET", userdb), ("COUNT", "1")]));
+    assert_eq!(helper_line(&mut other.0), "held 1 refused 0");
+    // Root (exempt) too.
+    assert!(handshake_master(Path::new(userdb)).is_some());
+    // When nobody's connections close, its uid may connect again.
+    drop(nobody);
+    let start = Instant::now();
+    loop {
+        let mut again = Helper(helper("hog", "nobody", &[("SOCKET", userdb), ("COUNT", "100")]));
+        let line = helper_line(&mut again.0);
+        if line == "held 100 refused 0" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "nobody's slots never came back: {line}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 7: SIGTERM drains requests in flight, within a bound.
+
+#[test]
+fn sigterm_lets_a_request_in_its_failure_delay_write_its_fail() {
+    if !is_root() {
+        return;
+    }
+    let (dir, mut d) = daemon("auth:\n  failure_delay: 2s\n  penalty_max: 0s\n");
+    let mut c = Client::connect(&dir.path().join("auth-client"));
+    c.send("VERSION\t1\t2\nCPID\t9\n");
+    let resp = saslgate::protocol::base64::encode(b"\0alice\0wrong");
+    c.send(&format!("AUTH\t1\tPLAIN\tservice=smtp\tresp={resp}\n"));
+    // The failure is logged at once; the FAIL line waits for the delay.
+    let start = Instant::now();
+    while !d.log().contains("auth failed") {
+        assert!(start.elapsed() < Duration::from_secs(5), "{}", d.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    let stopped = Instant::now();
+    let reply = c.line();
+    assert!(reply.starts_with("FAIL\t1\tuser=alice"), "the request in flight lost its reply: {reply:?}\n{}", d.log());
+    let status = d.child.wait().unwrap();
+    assert!(status.success(), "{status:?}\n{}", d.log());
+    assert!(stopped.elapsed() < Duration::from_secs(4), "stopping took {:?}", stopped.elapsed());
+    assert!(!dir.path().join("auth-client").exists());
+}
+
+#[test]
+fn a_client_idle_in_a_cont_does_not_hold_shutdown_beyond_shutdown_timeout() {
+    if !is_root() {
+        return;
+    }
+    let (dir, mut d) = daemon("limits:\n  shutdown_timeout: 1s\n");
+    let mut cont = Client::connect(&dir.path().join("auth-client"));
+    cont.send("VERSION\t1\t2\nCPID\t9\nAUTH\t1\tLOGIN\tservice=smtp\n");
+    assert!(cont.line().starts_with("CONT\t1\t"));
+    let mut idle = Client::connect(&dir.path().join("auth-client"));
+    idle.send("VERSION\t1\t2\nCPID\t10\n");
+    std::thread::sleep(Duration::from_millis(100));
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    let stopped = Instant::now();
+    // An idle connection is closed at once; the one in a CONT holds the daemon until the bound.
+    assert_eq!(idle.line(), "");
+    assert!(stopped.elapsed() < Duration::from_millis(800), "idle connection closed after {:?}", stopped.elapsed());
+    let status = d.child.wait().unwrap();
+    let took = stopped.elapsed();
+    assert!(status.success(), "{status:?}\n{}", d.log());
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "stopped after {took:?}\n{}", d.log());
+    assert!(d.log().contains("connections still busy"), "{}", d.log());
 }
