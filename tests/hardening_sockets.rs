@@ -526,3 +526,33 @@ fn a_client_idle_in_a_cont_does_not_hold_shutdown_beyond_shutdown_timeout() {
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "stopped after {took:?}\n{}", d.log());
     assert!(d.log().contains("connections still busy"), "{}", d.log());
 }
+
+// ---------------------------------------------------------------------------------------------
+// The keys and their defaults (no root needed).
+
+#[test]
+fn limits_keys_have_documented_defaults_and_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("u.passwd"), "alice:{PLAIN}pw\n").unwrap();
+    let yaml = |listeners: &str, limits: &str| format!("listeners:\n{listeners}passdbs:\n  - {{ driver: passwd-file, path: u.passwd, scheme: PLAIN }}\n{limits}");
+    let one = "  - { path: auth-client }\n  - { path: auth-userdb, mode: \"0666\", max_connections: 50 }\n";
+    let c = saslgate::config::parse(&yaml(one, ""), "t.yaml", dir.path()).unwrap();
+    assert_eq!(c.limits.max_connections, 1000);
+    assert_eq!(c.limits.max_connections_per_uid, 100);
+    assert_eq!(c.limits.handshake_timeout, Duration::from_secs(30));
+    assert_eq!(c.limits.shutdown_timeout, Duration::from_secs(10));
+    assert_eq!(c.listeners[0].max_connections, None);
+    assert_eq!(c.listeners[1].max_connections, Some(50));
+    assert!(!c.listeners[0].world_accessible() && c.listeners[1].world_accessible());
+    let c = saslgate::config::parse(&yaml(one, "limits:\n  max_connections_per_uid: 0\n  handshake_timeout: 500ms\n  shutdown_timeout: 3s\n"), "t.yaml", dir.path()).unwrap();
+    assert_eq!((c.limits.max_connections_per_uid, c.limits.handshake_timeout, c.limits.shutdown_timeout), (0, Duration::from_millis(500), Duration::from_secs(3)));
+    for (listeners, limits, wanted) in [
+        ("  - { path: s, max_connections: 0 }\n", "", "listeners[0].max_connections: must be at least 1"),
+        ("  - { path: s, max_connections: 5000000 }\n", "", "listeners[0].max_connections: at most 1000000"),
+        ("  - { path: s }\n", "limits:\n  handshake_timeout: 0s\n", "limits.handshake_timeout: `0s` is not a positive duration"),
+        ("  - { path: s }\n", "limits:\n  shutdown_timeout: soon\n", "limits.shutdown_timeout: `soon` is not a positive duration"),
+    ] {
+        let err = saslgate::config::parse(&yaml(listeners, limits), "t.yaml", dir.path()).unwrap_err().to_string();
+        assert!(err.contains(wanted), "{err}");
+    }
+}
