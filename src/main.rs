@@ -153,7 +153,8 @@ fn run_daemon(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     for w in &config.warnings {
         tracing::warn!(file = %w.file, line = w.line, setting = %w.setting, "config: {}", w.message);
     }
-    // 1. Bind every socket while still privileged, before any thread exists.
+    raise_open_files(&config);
+    // 1. Bind every socket while still privileged (before a client byte is read).
     let mut bound = Vec::new();
     for l in &config.listeners {
         bound.push((listener::bind(l)?, l.clone()));
@@ -184,12 +185,30 @@ fn run_daemon(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
                 }
             });
         }
+        // SIGTERM: stop accepting, let requests in flight finish (at most
+        // limits.shutdown_timeout), then exit.
         server::run(listeners, shared, config.limits.max_connections, shutdown_signal()).await;
         anyhow::Ok(())
     })?;
     listener::remove_sockets(&config.listeners);
     tracing::info!("saslgate stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every listener has its own connection budget, so the daemon may hold more descriptors than
+/// a default soft limit (1024) allows: raise the soft limit to the hard one, and say so when
+/// even that is too low for the budgets.
+fn raise_open_files(config: &Config) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let needed: u64 = config.listeners.iter().map(|l| l.max_connections.unwrap_or(config.limits.max_connections) as u64).sum::<u64>() + 256;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return };
+    let mut limit = soft;
+    if soft < needed && hard > soft && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        limit = hard;
+    }
+    if limit < needed {
+        tracing::warn!(open_files = limit, needed, "the connection budgets of the listeners need more file descriptors than allowed; raise LimitNOFILE or lower max_connections");
+    }
 }
 
 async fn shutdown_signal() {

@@ -48,7 +48,8 @@ impl Drop for Running {
 
 fn wait_for_socket(path: &Path, running: &Running) {
     let start = Instant::now();
-    while UnixStream::connect(path).is_err() {
+    // Every socket bound and the start-up lines written, not just this one socket listening.
+    while UnixStream::connect(path).is_err() || !running.log().contains("saslgate started") {
         assert!(start.elapsed() < Duration::from_secs(10), "no socket {}; log:\n{}", path.display(), running.log());
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -127,6 +127,17 @@ pub struct ListenerConfig {
     /// This listener's `disable_plaintext_auth` (client protocol), over the service's and the
     /// global setting.
     pub disable_plaintext_auth: Option<bool>,
+    /// Connections served at once on this listener; `None` takes `limits.max_connections`.
+    /// Every listener has a budget of its own, so idle connections to one socket (a 0666
+    /// auth-userdb) cannot starve another (Postfix's auth-client).
+    pub max_connections: Option<usize>,
+}
+
+impl ListenerConfig {
+    /// Whether any local user may connect (the mode grants others write).
+    pub fn world_accessible(&self) -> bool {
+        self.mode & 0o002 != 0
+    }
 }
 
 /// A validated passdb block: the driver and its chain rules.
@@ -261,7 +272,7 @@ pub enum UserdbDriver {
 /// Resource limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Connections served at once, over all listeners.
+    /// Connections served at once on each listener that sets no `max_connections` of its own.
     pub max_connections: usize,
     /// Requests in flight on one connection.
     pub max_requests_per_connection: usize,
@@ -277,6 +288,14 @@ pub struct Limits {
     /// Bytes of client data held by the requests in flight over the whole daemon: initial
     /// responses and every CONT response (`limits.max_request_bytes`, default 16 MiB).
     pub max_request_bytes: usize,
+    /// Connections one peer uid may hold on a world-accessible listener (mode with o+w); root,
+    /// the socket's owner and peers in its group are exempt. 0 turns the cap off.
+    pub max_connections_per_uid: usize,
+    /// A connection that has not finished its handshake (VERSION, plus CPID on the client
+    /// protocol) by then is closed.
+    pub handshake_timeout: Duration,
+    /// On SIGTERM, how long requests in flight may take to finish before the daemon exits.
+    pub shutdown_timeout: Duration,
 }
 
 /// Default `limits.max_password_length`.
@@ -287,6 +306,9 @@ pub const DEFAULT_MAX_USERNAME_LENGTH: usize = 512;
 pub const DEFAULT_MAX_REQUESTS: usize = 10_000;
 /// Default `limits.max_request_bytes`.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+
+/// The largest connection budget of one listener (the drain at shutdown counts in u32).
+pub const MAX_CONNECTIONS_LIMIT: usize = 1_000_000;
 
 /// The blocking pool's size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -615,8 +637,17 @@ impl Validator<'_> {
             Some(h) if !h.is_empty() => h,
             _ => nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into()),
         };
+        let duration = |name: &str, value: &Option<String>, default: Duration| -> Result<Duration, ConfigError> {
+            match value {
+                None => Ok(default),
+                Some(d) => match parse_duration(d) {
+                    Some(v) if !v.is_zero() => Ok(v),
+                    _ => Err(self.err(&[key("limits"), key(name)], format!("`{d}` is not a positive duration; write e.g. 30s or 500ms"))),
+                },
+            }
+        };
         let limits = Limits {
-            max_connections: positive(raw.limits.max_connections, 1000).map_err(|m| self.err(&[key("limits"), key("max_connections")], m))?,
+            max_connections: connection_budget(raw.limits.max_connections, 1000).map_err(|m| self.err(&[key("limits"), key("max_connections")], m))?,
             max_requests_per_connection: positive(raw.limits.max_requests_per_connection, 256)
                 .map_err(|m| self.err(&[key("limits"), key("max_requests_per_connection")], m))?,
             // Request-layer bounds.
@@ -631,6 +662,9 @@ impl Validator<'_> {
                 }
                 n => n.unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
             },
+            max_connections_per_uid: raw.limits.max_connections_per_uid.unwrap_or(100),
+            handshake_timeout: duration("handshake_timeout", &raw.limits.handshake_timeout, Duration::from_secs(30))?,
+            shutdown_timeout: duration("shutdown_timeout", &raw.limits.shutdown_timeout, Duration::from_secs(10))?,
         };
         let pool = PoolConfig {
             threads: raw.pool.threads.unwrap_or(0),
@@ -769,7 +803,11 @@ impl Validator<'_> {
             if l.disable_plaintext_auth.is_some() && !kind.is_client() {
                 return Err(self.err(&at("disable_plaintext_auth"), "only client and login listeners authenticate; remove this setting"));
             }
-            out.push(ListenerConfig { path, kind, mode, user: l.user.clone(), group: l.group.clone(), disable_plaintext_auth: l.disable_plaintext_auth });
+            let max_connections = match l.max_connections {
+                None => None,
+                Some(n) => Some(connection_budget(Some(n), n).map_err(|m| self.err(&at("max_connections"), m))?),
+            };
+            out.push(ListenerConfig { path, kind, mode, user: l.user.clone(), group: l.group.clone(), disable_plaintext_auth: l.disable_plaintext_auth, max_connections });
         }
         Ok(out)
     }
@@ -1118,6 +1156,13 @@ fn positive(value: Option<usize>, default: usize) -> Result<usize, String> {
         None => Ok(default),
         Some(0) => Err("must be at least 1".into()),
         Some(n) => Ok(n),
+    }
+}
+
+fn connection_budget(value: Option<usize>, default: usize) -> Result<usize, String> {
+    match positive(value, default)? {
+        n if n > MAX_CONNECTIONS_LIMIT => Err(format!("at most {MAX_CONNECTIONS_LIMIT}")),
+        n => Ok(n),
     }
 }
 

@@ -55,6 +55,7 @@ pub(crate) struct Listener {
     pub(crate) user: Option<String>,
     pub(crate) group: Option<String>,
     pub(crate) disable_plaintext_auth: Option<bool>,
+    pub(crate) max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +118,9 @@ pub(crate) struct Limits {
     pub(crate) max_username_length: Option<usize>,
     pub(crate) max_requests: Option<usize>,
     pub(crate) max_request_bytes: Option<usize>,
+    pub(crate) max_connections_per_uid: Option<usize>,
+    pub(crate) handshake_timeout: Option<String>,
+    pub(crate) shutdown_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -134,6 +134,8 @@ impl Connection {
     async fn read_loop<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> Result<(), ProtocolError> {
         let mut buf: Vec<u8> = Vec::new();
         let mut phase = Phase::ExpectVersion;
+        let deadline = tokio::time::Instant::now() + self.shared.handshake_timeout;
+        let mut drain = self.shared.drain_signal();
         loop {
             loop {
                 let (len, consumed) = match next_line(&buf, CLIENT_MAX_LINE)? {
@@ -159,8 +161,21 @@ impl Connection {
                 };
                 buf.drain(..consumed);
             }
-            if super::read_more(reader, &mut buf, CLIENT_MAX_LINE).await == 0 {
-                return Ok(());
+            let handshaken = matches!(phase, Phase::Commands);
+            let draining = *drain.borrow_and_update();
+            if draining && self.requests.lock().is_empty() {
+                return Ok(()); // stopping, and nothing in flight here
+            }
+            tokio::select! {
+                n = super::read_more(reader, &mut buf, CLIENT_MAX_LINE) => if n == 0 {
+                    return Ok(());
+                },
+                () = tokio::time::sleep_until(deadline), if !handshaken => {
+                    return Err(ProtocolError::Handshake(format!("no VERSION and CPID within {:?} (limits.handshake_timeout)", self.shared.handshake_timeout)));
+                }
+                _ = drain.changed(), if !draining => {}
+                // Stopping: look again soon whether the last request has finished.
+                () = tokio::time::sleep(std::time::Duration::from_millis(20)), if draining => {}
             }
         }
     }
@@ -215,6 +230,12 @@ impl Connection {
                     }
                     room
                 };
+                if self.shared.draining() {
+                    self.requests.lock().remove(&id);
+                    let line = Reply::new("FAIL", id).code(FailCode::TempFail).field("reason", b"Server is shutting down").finish();
+                    self.send(line).await;
+                    return Ok(());
+                }
                 if !admitted {
                     tracing::warn!(id, "too many requests in flight on one connection");
                     let line = Reply::new("FAIL", id).code(FailCode::TempFail).field("reason", b"Too many requests in flight").finish();

@@ -73,6 +73,8 @@ impl Master {
     {
         let mut buf: Vec<u8> = Vec::new();
         let mut handshaken = false;
+        let deadline = tokio::time::Instant::now() + self.shared.handshake_timeout;
+        let mut drain = self.shared.drain_signal();
         loop {
             while let Frame::Line { len, consumed } = next_line(&buf, MASTER_MAX_LINE)? {
                 let line = buf[..len].to_vec();
@@ -95,8 +97,19 @@ impl Master {
                     return Ok(());
                 }
             }
-            if super::read_more(reader, &mut buf, MASTER_MAX_LINE).await == 0 {
+            // Commands run one at a time, so waiting here means nothing is in flight: a
+            // stopping daemon closes the connection now.
+            if *drain.borrow_and_update() {
                 return Ok(());
+            }
+            tokio::select! {
+                n = super::read_more(reader, &mut buf, MASTER_MAX_LINE) => if n == 0 {
+                    return Ok(());
+                },
+                () = tokio::time::sleep_until(deadline), if !handshaken => {
+                    return Err(ProtocolError::Handshake(format!("no VERSION within {:?} (limits.handshake_timeout)", self.shared.handshake_timeout)));
+                }
+                _ = drain.changed() => {}
             }
         }
     }
