@@ -829,6 +829,7 @@ async fn scram_does_not_tell_whether_a_user_exists() {
     let (ghost_again, ghost_again_fail) = scram_until_fail(&mut c, 4, "ghost").await;
     let (other, other_fail) = scram_until_fail(&mut c, 5, "ghost2").await;
     let (sha, sha_fail) = scram_until_fail(&mut c, 6, "sha").await;
+    let (plain_again, _) = scram_until_fail(&mut c, 7, "plain").await;
     // The same FAIL as a wrong password: only the id and the name differ.
     assert_eq!(known_fail, "FAIL\t1\tuser=scram");
     assert_eq!(plain_fail, "FAIL\t2\tuser=plain");
@@ -849,6 +850,9 @@ async fn scram_does_not_tell_whether_a_user_exists() {
     // A stable salt for a repeated unknown name (as a stored credential's), another for another.
     assert_eq!(ghost[1], ghost_again[1]);
     assert_ne!(ghost[1], other[1]);
+    // A plaintext user's converted credential keeps its salt too: repeating the exchange cannot
+    // tell it from an unknown user.
+    assert_eq!(plain[1], plain_again[1]);
     assert_ne!(ghost[0], ghost_again[0], "fresh server nonces");
     // A known user still logs in.
     assert_eq!(known[2].1, stored.split(',').next().unwrap());

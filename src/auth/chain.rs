@@ -378,6 +378,28 @@ pub(crate) async fn credential(stored: &str, default: Scheme, wanted: Scheme, us
     if let (Scheme::DigestMd5, Some((name, realm))) = (wanted, identity) {
         return (PassdbOutcome::Ok, Some(Secret::new(crate::scheme::digest_md5_credential(name, realm, &plain))));
     }
+    // SCRAM from a plaintext password uses the salt an unknown user's decoy would get (keyed
+    // hash of the name, stable while the process lives): a random salt per attempt would tell
+    // a repeating client that this user exists (`super::decoy`).
+    if let Some(algorithm) = crate::scheme::ScramAlgorithm::from_scheme(wanted) {
+        let salt = super::decoy::scram_salt(algorithm, user);
+        let convert = move || {
+            let salted = crate::scheme::scram_salted_password(algorithm, &plain, &salt, super::decoy::SCRAM_DECOY_ITERATIONS);
+            let client_key = crate::scheme::scram_client_key(algorithm, &salted);
+            let creds = crate::scheme::ScramCredentials {
+                algorithm,
+                iterations: super::decoy::SCRAM_DECOY_ITERATIONS,
+                salt: salt.to_vec(),
+                stored_key: crate::scheme::scram_stored_key(algorithm, &client_key),
+                server_key: crate::scheme::scram_server_key(algorithm, &salted),
+            };
+            Secret::new(creds.to_stored_string().into_bytes())
+        };
+        return match pool.run(convert).await {
+            Ok(c) => (PassdbOutcome::Ok, Some(c)),
+            Err(_) => not_available,
+        };
+    }
     let user = user.to_owned();
     let convert = move || -> Option<Secret> {
         let text = crate::scheme::generate(wanted, &plain, &user, None).ok()?;
