@@ -160,7 +160,7 @@ fn run_daemon(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         bound.push((listener::bind(l)?, l.clone()));
     }
     // 2. Drop privileges before a single client byte is read.
-    listener::drop_privileges(config.user.as_deref(), config.group.as_deref())?;
+    listener::drop_privileges(config.user.as_deref(), config.group.as_deref(), &config.extra_groups)?;
     // 3. Start the blocking pool and the runtime.
     let pool = saslgate::blocking::Pool::new(config.pool.threads, config.pool.queue).context("cannot start the blocking pool")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;

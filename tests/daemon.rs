@@ -206,6 +206,32 @@ fn root_drops_privileges_before_serving() {
     assert!(!d.log().contains("running as root"));
 }
 
+/// `extra_groups` are the only supplementary groups kept after the drop (e.g. `winbindd_priv`
+/// for ntlm_auth); root's own groups never survive.
+#[test]
+fn root_keeps_only_the_listed_extra_groups() {
+    if !nix::unistd::Uid::effective().is_root() {
+        panic!("this test needs root (it checks the privilege drop); CI runs as root");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users.passwd"), "alice:{PLAIN}pw\n").unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let conf = dir.path().join("saslgate.yaml");
+    std::fs::write(
+        &conf,
+        "user: nobody\ngroup: nogroup\nextra_groups: [daemon]\nlisteners:\n  - { path: auth-client, mode: \"0666\" }\npassdbs:\n  - { driver: passwd-file, path: users.passwd, scheme: PLAIN }\n",
+    )
+    .unwrap();
+    let d = Running::start(dir.path(), &["--config", conf.to_str().unwrap()]);
+    let sock = dir.path().join("auth-client");
+    wait_for_socket(&sock, &d);
+    assert_eq!(auth(&sock, "alice", "pw"), "OK\t1\tuser=alice");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+    let groups = status.lines().find(|l| l.starts_with("Groups:")).unwrap().split_whitespace().skip(1).collect::<Vec<_>>().join(" ");
+    let daemon = nix::unistd::Group::from_name("daemon").unwrap().unwrap().gid.as_raw().to_string();
+    assert_eq!(groups, daemon, "only the listed group");
+}
+
 #[test]
 fn root_without_user_warns_loudly() {
     if !nix::unistd::Uid::effective().is_root() {

@@ -330,6 +330,9 @@ pub struct Config {
     pub user: Option<String>,
     /// Drop to this group after binding the sockets.
     pub group: Option<String>,
+    /// Supplementary groups kept after the drop (`extra_groups`, e.g. `winbindd_priv` for
+    /// `ntlm_auth`, `shadow` for PAM's pam_unix); none by default: every other group is cleared.
+    pub extra_groups: Vec<String>,
     /// The sockets.
     pub listeners: Vec<ListenerConfig>,
     /// Mechanisms offered, in order.
@@ -677,6 +680,10 @@ impl Validator<'_> {
         Ok(Config {
             source: self.file.to_owned(),
             base_dir: self.base_dir.to_owned(),
+            extra_groups: match (&raw.user, raw.extra_groups) {
+                (None, Some(g)) if !g.is_empty() => return Err(self.err(&[key("extra_groups")], "`extra_groups:` is set without `user:`; they are kept when saslgate drops to that user")),
+                (_, g) => g.unwrap_or_default(),
+            },
             user: raw.user,
             group: raw.group,
             listeners,

@@ -27,6 +27,7 @@ impl std::fmt::Debug for RawPassword {
 pub(crate) struct Root {
     pub(crate) user: Option<String>,
     pub(crate) group: Option<String>,
+    pub(crate) extra_groups: Option<Vec<String>>,
     #[serde(default)]
     pub(crate) listeners: Vec<Listener>,
     #[serde(default)]

@@ -156,15 +156,15 @@ fn user_id(name: &str) -> Result<Uid, SetupError> {
 fn group_id(name: &str) -> Result<Gid, SetupError> {
     match Group::from_name(name) {
         Ok(Some(g)) => Ok(g.gid),
-        _ => Err(SetupError(format!("unknown group `{name}`; create it or fix the `group` setting"))),
+        _ => Err(SetupError(format!("unknown group `{name}`; create it or fix the `group` / `extra_groups` setting"))),
     }
 }
 
 /// Drops root privileges to `user` and `group` (the user's primary group when `group` is not
-/// set), clearing supplementary groups. Called after the sockets are bound and before any
+/// set), keeping only the `extra_groups` as supplementary groups. Called after the sockets are bound and before any
 /// client byte is read. Without root, or without a user to drop to, it only warns when the
 /// daemon would serve as root.
-pub fn drop_privileges(user: Option<&str>, group: Option<&str>) -> Result<(), SetupError> {
+pub fn drop_privileges(user: Option<&str>, group: Option<&str>, extra_groups: &[String]) -> Result<(), SetupError> {
     let running_as_root = Uid::effective().is_root();
     let Some(user) = user else {
         if running_as_root {
@@ -189,7 +189,9 @@ pub fn drop_privileges(user: Option<&str>, group: Option<&str>) -> Result<(), Se
         }
         return Err(SetupError(format!("`user: {user}` needs saslgate to start as root (it binds, then drops to {user})")));
     }
-    nix::unistd::setgroups(&[]).map_err(|e| SetupError(format!("cannot clear supplementary groups: {e}")))?;
+    // Every supplementary group root had is dropped; only those the admin lists are kept.
+    let extra = extra_groups.iter().map(|g| group_id(g)).collect::<Result<Vec<_>, _>>()?;
+    nix::unistd::setgroups(&extra).map_err(|e| SetupError(format!("cannot set supplementary groups: {e}")))?;
     nix::unistd::setgid(gid).map_err(|e| SetupError(format!("cannot switch to group id {gid}: {e}")))?;
     nix::unistd::setuid(account.uid).map_err(|e| SetupError(format!("cannot switch to user {user}: {e}")))?;
     if nix::unistd::setuid(Uid::from_raw(0)).is_ok() {
