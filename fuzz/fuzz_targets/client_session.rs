@@ -101,7 +101,9 @@ fn fixture() -> &'static Fixture {
         // The first lookup reads the passwd-file on the blocking pool, and the paused clock does
         // not wait for pool threads, so warm the cache up until a login works. Afterwards every
         // lookup finds the file fresh and stays on the runtime.
-        let plain_ok: &[u8] = b"\x01AUTH\t1\tPLAIN\tservice=smtp\tresp=AGZ1enp1c2VyAGZ1enpwYXNz\n";
+        // Known-good inputs are written by the library's own client side.
+        let with_flags = |flags: u8, line: Vec<u8>| [vec![flags], line].concat();
+        let plain_ok = &with_flags(1, saslgate::client::auth_plain(1, "smtp", "fuzzuser", "fuzzpass", &[]))[..];
         for _ in 0..100 {
             if run(&fx, plain_ok).contains("\nOK\t1\t") {
                 break;
@@ -122,10 +124,7 @@ fn fixture() -> &'static Fixture {
             login.contains("\nOK\t2\tuser=fuzzuser"),
             "self-test: LOGIN login failed:\n{login}"
         );
-        let bad = run(
-            &fx,
-            b"\x01AUTH\t3\tPLAIN\tservice=smtp\tresp=AGZ1enp1c2VyAHdyb25ncGFzcw==\n",
-        );
+        let bad = run(&fx, &with_flags(1, saslgate::client::auth_plain(3, "smtp", "fuzzuser", "wrongpass", &[])));
         assert!(
             bad.contains("\nFAIL\t3\tuser=fuzzuser"),
             "self-test: wrong password not refused:\n{bad}"
