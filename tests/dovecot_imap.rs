@@ -328,3 +328,82 @@ impl OutputWith for Command {
         (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
     }
 }
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").current_dir(dir).args(args).output().unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `openssl s_client -starttls imap`, with or without the client certificate; the lines are
+/// sent one by one with a pause, the whole output comes back.
+fn s_client(dir: &Path, port: u16, cert: bool, lines: &[&str]) -> String {
+    let mut cmd = Command::new("openssl");
+    cmd.current_dir(dir).args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-starttls", "imap", "-CAfile", "ca.pem", "-quiet", "-ign_eof"]);
+    if cert {
+        cmd.args(["-cert", "client.pem", "-key", "client.key"]);
+    }
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    for l in lines {
+        stdin.write_all(format!("{l}\r\n").as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn tls_client_certificates_through_imap_login() {
+    if skip() {
+        return;
+    }
+    let dir = world_dir();
+    let d = dir.path();
+    // A throwaway CA, a server certificate and a client certificate for alice.
+    openssl(d, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=saslgate test CA"]);
+    for (name, cn) in [("server", "localhost"), ("client", "alice")] {
+        openssl(d, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr"), "-subj", &format!("/CN={cn}")]);
+        openssl(d, &["x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", &format!("{name}.pem"), "-days", "1"]);
+    }
+    for f in ["ca.pem", "server.pem", "server.key", "client.pem", "client.key"] {
+        fs::set_permissions(d.join(f), fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    // cert-or-password.yaml as shipped, with this test's users and homes.
+    write(&d.join("users.passwd"), &users_file(d));
+    fs::copy(example("certificate-users"), d.join("certificate-users")).unwrap();
+    fs::set_permissions(d.join("certificate-users"), fs::Permissions::from_mode(0o644)).unwrap();
+    let yaml = d.join("cert-or-password.yaml");
+    let text = fs::read_to_string(example("cert-or-password.yaml"))
+        .unwrap()
+        .replace("uid: \"5000\", gid: \"5000\", home: \"/var/mail/%d/%n\"", &format!("uid: \"{UID}\", gid: \"{UID}\", home: \"{}/home/%n\"", d.display()))
+        .replace("auth:\n", "auth:\n  failure_delay: 0s\n");
+    assert!(text.contains(&format!("{}/home/%n", d.display())), "the example's userdb line changed:\n{text}");
+    write(&yaml, &text);
+    let port = free_port();
+    let dc = Dovecot::start(
+        d,
+        port,
+        &format!(
+            "ssl = yes\nssl_cert = <{d}/server.pem\nssl_key = <{d}/server.key\nssl_ca = <{d}/ca.pem\nssl_verify_client_cert = yes\nssl_require_crl = no\nauth_ssl_username_from_cert = yes\n\
+             auth_mechanisms = plain login external\nservice auth {{\n  executable = {SASLGATE} --dovecot-service --config {}\n}}\n",
+            yaml.display(),
+            d = d.display()
+        ),
+    );
+    // With alice's certificate: EXTERNAL logs in as alice and reaches her INBOX.
+    let out = s_client(d, port, true, &["a AUTHENTICATE EXTERNAL =", "b SELECT INBOX", "z LOGOUT"]);
+    assert!(out.contains("a OK") && out.contains("b OK [READ-WRITE]"), "EXTERNAL with a certificate:\n{out}\n{}", dc.log_text());
+    // Without a certificate, EXTERNAL fails.
+    let out = s_client(d, port, false, &["a AUTHENTICATE EXTERNAL =", "z LOGOUT"]);
+    assert!(out.contains("a NO") && !out.contains("a OK"), "EXTERNAL without a certificate:\n{out}");
+    // A password still works (over TLS without a certificate, and in plain IMAP).
+    let out = s_client(d, port, false, &["a LOGIN alice alice-secret", "b SELECT INBOX", "z LOGOUT"]);
+    assert!(out.contains("a OK") && out.contains("b OK"), "password over TLS:\n{out}");
+    let mut imap = Imap::connect(port);
+    let r = imap.cmd("a", "LOGIN alice alice-secret");
+    assert!(tagged_ok(&r, "a"), "password login: {r}");
+    let r = imap.cmd("b", "LOGIN alice wrong");
+    assert!(r.contains("[AUTHENTICATIONFAILED]") || !tagged_ok(&r, "b"), "{r}");
+}
