@@ -15,6 +15,8 @@
 #   libauthen-ntlm-perl  NTLM support for swaks's AUTH
 #   slapd ldap-utils     OpenLDAP's server and tools, for the ldap passdb/userdb (tests/ldap.rs)
 #   dovecot-ldap         Dovecot's LDAP driver, for scripts/bench-ldap-vs-dovecot.sh
+#   dovecot-imapd        a stock Dovecot IMAP server on saslgate (tests/dovecot_imap.rs)
+#   openssl              the throwaway CA, client certificate and s_client (tests/dovecot_imap.rs)
 # and, from PyPI, scramp (an independent SCRAM client) and pyspnego (NTLMv2 / SPNEGO client).
 # tests/e2e_pam_winbind.rs (Postfix + PAM, AD sign-on end to end) uses the same set.
 # Idempotent and silent when everything is present. As root it installs what is missing
@@ -52,6 +54,8 @@ have libauthen-ntlm-perl || perl -MAuthen::NTLM -e 1 >/dev/null 2>&1 || missing+
 have slapd slapd || missing+=(slapd)
 have ldap-utils ldapadd || missing+=(ldap-utils)
 have dovecot-ldap || [ -e /usr/lib/dovecot/modules/auth/libauthdb_ldap.so ] || missing+=(dovecot-ldap)
+have dovecot-imapd || [ -e /usr/lib/dovecot/imap-login ] || missing+=(dovecot-imapd)
+have openssl openssl || missing+=(openssl)
 
 # An independent SCRAM client for tests/real_peers.rs, from PyPI (no Debian package has it).
 if ! python3 -c 'import scramp' >/dev/null 2>&1; then

@@ -18,6 +18,10 @@ struct Cli {
     /// Config file (YAML). Without it, an embedded demo config runs with sockets under ./run/.
     #[arg(short, long, global = true)]
     config: Option<PathBuf>,
+    /// Run as Dovecot's auth executable (`service auth { executable = saslgate --dovecot-service
+    /// --config F }`): serve the sockets Dovecot's master hands over, log in its format.
+    #[arg(long, global = true)]
+    dovecot_service: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -52,8 +56,9 @@ enum CacheAction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        None if cli.dovecot_service => return cli::dovecot_service::main(cli.config),
         None => run_daemon(cli.config),
-        Some(Command::Check) => check(cli.config),
+        Some(Command::Check) => check(cli.config, cli.dovecot_service),
         Some(Command::Bench(args)) => cli::bench::main(args),
         Some(Command::Pw(args)) => Ok(cli::pw::main(args)),
         Some(Command::Cache { action: CacheAction::Flush { socket, users } }) => cache_flush(cli.config, socket, &users),
@@ -82,8 +87,12 @@ fn load_config(path: Option<PathBuf>) -> anyhow::Result<Config> {
     }
 }
 
-fn check(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let config = load_config(path)?;
+fn check(path: Option<PathBuf>, dovecot_service: bool) -> anyhow::Result<ExitCode> {
+    // With --dovecot-service the sockets come from Dovecot: `listeners:` may be empty.
+    let config = match (path, dovecot_service) {
+        (Some(path), true) => config::load_for_dovecot_service(&path)?,
+        (path, _) => load_config(path)?,
+    };
     // Warnings go to stderr, one line each (file:line: setting: message), like errors; the
     // verdict stays on stdout. A config with warnings is still valid: exit 0.
     for w in &config.warnings {

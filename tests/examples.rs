@@ -165,7 +165,7 @@ fn every_example_loads() {
         }
     }
     loaded.sort();
-    for want in ["active-directory.yaml", "pam.yaml", "postfix-sasl.yaml", "saslgate.yaml"] {
+    for want in ["active-directory.yaml", "dovecot-replace-auth.yaml", "pam.yaml", "postfix-sasl.yaml", "saslgate.yaml"] {
         assert!(loaded.iter().any(|l| l == want), "{want} not among {loaded:?}");
     }
 }
@@ -187,4 +187,16 @@ async fn active_directory() {
     let mechs: Vec<&str> = handshake.lines.iter().filter_map(|l| l.strip_prefix("MECH\t")).collect();
     // Dovecot's flags: NTLM is dictionary + active, GSS-SPNEGO has none.
     assert_eq!(mechs, ["NTLM\tdictionary\tactive", "GSS-SPNEGO"]);
+}
+
+/// dovecot-replace-auth.yaml: a master user logs in as the user (`alice*admin`), a wrong
+/// master password fails. (The real Dovecot runs it in tests/dovecot_imap.rs.)
+#[tokio::test]
+async fn dovecot_replace_auth_master_user() {
+    let r = start("dovecot-replace-auth.yaml").await;
+    let mut c = Conn::client(r.socket("saslgate-client")).await;
+    let ok = c.auth(1, "PLAIN", "imap\tno-penalty", b"\0alice*admin\0admin-secret").await;
+    assert!(ok.starts_with("OK\t1\tuser=alice\t") || ok == "OK\t1\tuser=alice", "{ok}");
+    let fail = c.auth(2, "PLAIN", "imap\tno-penalty", b"\0alice*admin\0wrong").await;
+    assert!(fail.starts_with("FAIL\t2"), "{fail}");
 }

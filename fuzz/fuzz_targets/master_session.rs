@@ -173,8 +173,12 @@ fn fixture() -> &'static Fixture {
             // with no timer pending. Afterwards every lookup finds the file fresh (one stat)
             // and stays on the runtime.
             let info = RequestInfo::default();
-            let users = auth.list_users().await;
-            assert!(users.is_ok_and(|u| u.len() == 3), "warm-up: LIST");
+            let mut listing = auth.list_users();
+            let mut users = Vec::new();
+            while let Some(user) = listing.next().await {
+                users.push(user.expect("warm-up: LIST"));
+            }
+            assert_eq!(users.len(), 3, "warm-up: LIST");
             let _ = auth.lookup_pass("alice", &info).await;
             let _ = auth.lookup_user("alice", &info, false).await;
             let shared = Arc::new(Shared::new(&config, auth));

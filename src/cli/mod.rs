@@ -3,4 +3,5 @@
 //! the library as any other client of it would; the clap types live here, not in the library.
 
 pub(crate) mod bench;
+pub(crate) mod dovecot_service;
 pub(crate) mod pw;

@@ -475,6 +475,16 @@ impl fmt::Debug for WinbindSettings {
 
 /// Loads and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, false)
+}
+
+/// Loads and validates the config of `saslgate --dovecot-service`: Dovecot's master hands the
+/// sockets over, so `listeners:` may be empty or absent (any listed are ignored by the caller).
+pub fn load_for_dovecot_service(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, true)
+}
+
+fn load_with(path: &Path, listeners_optional: bool) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: file.clone(),
@@ -485,11 +495,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
     let base = std::fs::canonicalize(&base).unwrap_or(base);
-    parse(&text, &file, &base)
+    parse_with(&text, &file, &base, listeners_optional)
 }
 
 /// Parses and validates config text. Relative paths resolve against `base_dir`.
 pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+    parse_with(text, file, base_dir, false)
+}
+
+fn parse_with(text: &str, file: &str, base_dir: &Path, listeners_optional: bool) -> Result<Config, ConfigError> {
     let raw: raw::Root = if text.trim().is_empty() {
         raw::Root::default()
     } else {
@@ -505,13 +519,15 @@ pub fn parse(text: &str, file: &str, base_dir: &Path) -> Result<Config, ConfigEr
             ConfigError { file: file.to_owned(), line: e.location().map(|l| l.line()), setting, message: format!("{message}; see conf.example/saslgate.yaml for every setting") }
         })?
     };
-    Validator { text, file, base_dir, warnings: Default::default() }.config(raw)
+    Validator { text, file, base_dir, listeners_optional, warnings: Default::default() }.config(raw)
 }
 
 struct Validator<'a> {
     text: &'a str,
     file: &'a str,
     base_dir: &'a Path,
+    /// `--dovecot-service`: the listeners come from Dovecot, so none need be configured.
+    listeners_optional: bool,
     /// Warnings found so far; moved into `Config::warnings` at the end.
     warnings: std::cell::RefCell<Vec<ConfigWarning>>,
 }
@@ -788,7 +804,7 @@ impl Validator<'_> {
     }
 
     fn listeners(&self, raw: &[raw::Listener]) -> Result<Vec<ListenerConfig>, ConfigError> {
-        if raw.is_empty() {
+        if raw.is_empty() && !self.listeners_optional {
             return Err(self.err(&[key("listeners")], "no listeners; add one, e.g. `- { path: run/auth-client, type: client, mode: \"0660\" }`"));
         }
         let mut out: Vec<ListenerConfig> = Vec::new();

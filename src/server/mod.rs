@@ -8,6 +8,7 @@
 //! layer parses lines, hands requests over, carries CONT exchanges and writes the answers.
 
 mod client;
+pub mod inherited;
 pub mod listener;
 mod master;
 
