@@ -894,3 +894,25 @@ async fn scram_does_not_tell_whether_a_user_exists() {
     // A known user still logs in.
     assert_eq!(known[2].1, stored.split(',').next().unwrap());
 }
+
+/// Lines as the real Dovecot 2.3.19 writes them for the same inputs (captured from an
+/// auth-only Dovecot on the same passwd-file).
+#[tokio::test]
+async fn empty_names_and_hidden_only_fields_match_dovecot_bytes() {
+    let d = Daemon::start("  mechanisms: [plain, login, scram-sha-256]\n  failure_delay: 0s").await;
+    std::fs::write(d.path("users.passwd"), "uf:{PLAIN}secret::::::userdb_x=1\nvis:{PLAIN}secret::::::foo=bar userdb_x=1\n").unwrap();
+    let mut c = d.client().await;
+    c.send(&format!("AUTH\t1\tPLAIN\tservice=smtp\tresp={}\n", b64(b"\0\0secret"))).await;
+    assert_eq!(c.line().await, "FAIL\t1\tuser=\toriginal_user=");
+    c.send("AUTH\t2\tLOGIN\tservice=smtp\n").await;
+    assert_eq!(c.line().await, "CONT\t2\tVXNlcm5hbWU6");
+    c.send("CONT\t2\t\n").await;
+    assert_eq!(c.line().await, "FAIL\t2\tuser=\toriginal_user=");
+    c.send(&format!("AUTH\t3\tSCRAM-SHA-256\tservice=smtp\tresp={}\n", b64(b"n,,n=,r=abcdefghijklmnop"))).await;
+    assert_eq!(c.line().await, "FAIL\t3\tuser=\toriginal_user=");
+    // Only hidden (userdb_*) fields: Dovecot still writes their TAB.
+    c.send(&format!("AUTH\t4\tPLAIN\tservice=smtp\tresp={}\n", b64(b"\0uf\0secret"))).await;
+    assert_eq!(c.line().await, "OK\t4\tuser=uf\t");
+    c.send(&format!("AUTH\t5\tPLAIN\tservice=smtp\tresp={}\n", b64(b"\0vis\0secret"))).await;
+    assert_eq!(c.line().await, "OK\t5\tuser=vis\tfoo=bar");
+}

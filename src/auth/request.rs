@@ -379,7 +379,14 @@ impl Running<'_> {
         // userdb at REQUEST time, never for the OK line.
         let mut reply = Fields::new();
         reply.set("user", &user);
-        for (k, v) in fields.iter().filter(|(k, _)| !k.starts_with("userdb_") && *k != "auth_user") {
+        let shown = |k: &str| !k.starts_with("userdb_") && k != "auth_user";
+        // Dovecot writes the TAB before the passdb's fields whenever it returned any, even
+        // when all of them are hidden (`userdb_*`): the line then has an empty field here
+        // (`OK\t1\tuser=alice\t`, `...user=alice\t\toriginal_user=Alice`).
+        if fields.iter().any(|(k, _)| k.starts_with("userdb_")) && !fields.iter().any(|(k, _)| shown(k)) {
+            reply.set("", "");
+        }
+        for (k, v) in fields.iter().filter(|(k, _)| shown(k)) {
             reply.set(k, v);
         }
         if let Some(orig) = &original_user {
@@ -553,6 +560,11 @@ impl Running<'_> {
                     }
                     let failure = match found.take() {
                         Some((user, original_user, _)) => Failure { original_user, ..Failure::plain(Some(user), why.to_string()) },
+                        // Dovecot answers an empty name with both names, empty:
+                        // `FAIL <id> user= original_user=`.
+                        None if why == MechFailure::InvalidInput(crate::sasl::EMPTY_USER_NAME) => {
+                            Failure { original_user: Some(String::new()), ..Failure::plain(Some(String::new()), why.to_string()) }
+                        }
                         None => Failure::plain(None, why.to_string()),
                     };
                     return End::Done(AuthOutcome::Failure(failure), None);
