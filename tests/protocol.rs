@@ -34,8 +34,16 @@ impl Daemon {
     }
 
     async fn start_with(auth: &str, extra: &str) -> Daemon {
+        Self::start_with_files(auth, extra, &[]).await
+    }
+
+    /// With more files in the temp dir before the config loads (name, content).
+    async fn start_with_files(auth: &str, extra: &str, files: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("users.passwd"), USERS).unwrap();
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).unwrap();
+        }
         // Most tests fail many logins from one (absent) rip: no penalty unless a test asks.
         let auth = if auth.contains("penalty_max") { auth.to_owned() } else { format!("{auth}\n  penalty_max: 0s") };
         // A test may bring its own listeners and userdbs.
@@ -44,10 +52,12 @@ impl Daemon {
         } else {
             "listeners:\n  - { path: auth-client }\n  - { path: auth-login }\n  - { path: auth-master }\n  - { path: auth-userdb }\n"
         };
+        // ... and its own passdbs.
+        let passdbs = if extra.contains("passdbs:") { "" } else { "passdbs:\n  - { driver: passwd-file, path: users.passwd, scheme: PLAIN }\n" };
         let userdbs = if extra.contains("userdbs:") { "" } else { "userdbs:\n  - { driver: passwd-file, path: users.passwd }\n" };
         let yaml = format!(
             "{listeners}\
-auth:\n{auth}\npassdbs:\n  - {{ driver: passwd-file, path: users.passwd, scheme: PLAIN }}\n{userdbs}{extra}"
+auth:\n{auth}\n{passdbs}{userdbs}{extra}"
         );
         let config = config::parse(&yaml, "test.yaml", dir.path()).unwrap();
         let pool = saslgate::blocking::Pool::new(config.pool.threads, config.pool.queue).unwrap();
@@ -776,6 +786,37 @@ async fn proxy_answers_carry_the_password_only_on_login_sockets() {
 }
 
 #[tokio::test]
+async fn proxied_master_logins_name_the_master_and_templates_see_the_password() {
+    let d = Daemon::start_with_files(
+        &format!("{NO_DELAY}\n  master_user_separator: \"*\""),
+        "passdbs:\n  - { driver: passwd-file, path: masters, scheme: PLAIN, master: true }\n  \
+         - { driver: passwd-file, path: users.passwd, scheme: PLAIN, override_fields: { x_pw: \"pw-%w\" } }\n",
+        &[("masters", "admin:{PLAIN}adminpw::::::proxy host=10.2.2.2\n")],
+    )
+    .await;
+    let mut login = Conn::open(&d.path("auth-login")).await;
+    login.handshake(2).await;
+    // Dovecot's order: passdb fields, original_user, auth_user, then pass and master.
+    login.send(&format!("AUTH\t1\tPLAIN\tservice=imap\tresp={}\n", b64(b"\0alice*admin\0adminpw"))).await;
+    assert_eq!(login.line().await, "OK\t1\tuser=alice\tproxy\thost=10.2.2.2\toriginal_user=alice*admin\tauth_user=admin\tpass=adminpw\tmaster=admin");
+    // Not a proxy: no master= (auth_user only), and %w expands to the password typed.
+    login.send(&format!("AUTH\t2\tPLAIN\tservice=imap\tresp={}\n", b64(b"\0fast\0x"))).await;
+    assert_eq!(login.line().await, "OK\t2\tuser=fast\tx_pw=pw-x");
+    // Outside a password login %w is empty.
+    let mut m = Conn::open(&d.path("auth-master")).await;
+    m.send("VERSION\t1\t1\nPASS\t3\tfast\tservice=imap\n").await;
+    let mut line = m.line().await;
+    while !line.starts_with("PASS") {
+        line = m.line().await; // the server's VERSION and SPID
+    }
+    assert!(line.contains("\tx_pw=pw-") && !line.contains("x_pw=pw-x"), "{line}");
+    // An auth-only socket gets neither pass= nor master=.
+    let mut client = d.client().await;
+    client.send(&format!("AUTH\t4\tPLAIN\tservice=smtp\tresp={}\n", b64(b"\0alice*admin\0adminpw"))).await;
+    assert_eq!(client.line().await, "OK\t4\tuser=alice\tproxy\thost=10.2.2.2\toriginal_user=alice*admin\tauth_user=admin");
+}
+
+#[tokio::test]
 async fn a_listener_can_refuse_plaintext_whatever_the_service() {
     let d = Daemon::start_with(
         NO_DELAY,
@@ -856,4 +897,26 @@ async fn scram_does_not_tell_whether_a_user_exists() {
     assert_ne!(ghost[0], ghost_again[0], "fresh server nonces");
     // A known user still logs in.
     assert_eq!(known[2].1, stored.split(',').next().unwrap());
+}
+
+/// Lines as the real Dovecot 2.3.19 writes them for the same inputs (captured from an
+/// auth-only Dovecot on the same passwd-file).
+#[tokio::test]
+async fn empty_names_and_hidden_only_fields_match_dovecot_bytes() {
+    let d = Daemon::start("  mechanisms: [plain, login, scram-sha-256]\n  failure_delay: 0s").await;
+    std::fs::write(d.path("users.passwd"), "uf:{PLAIN}secret::::::userdb_x=1\nvis:{PLAIN}secret::::::foo=bar userdb_x=1\n").unwrap();
+    let mut c = d.client().await;
+    c.send(&format!("AUTH\t1\tPLAIN\tservice=smtp\tresp={}\n", b64(b"\0\0secret"))).await;
+    assert_eq!(c.line().await, "FAIL\t1\tuser=\toriginal_user=");
+    c.send("AUTH\t2\tLOGIN\tservice=smtp\n").await;
+    assert_eq!(c.line().await, "CONT\t2\tVXNlcm5hbWU6");
+    c.send("CONT\t2\t\n").await;
+    assert_eq!(c.line().await, "FAIL\t2\tuser=\toriginal_user=");
+    c.send(&format!("AUTH\t3\tSCRAM-SHA-256\tservice=smtp\tresp={}\n", b64(b"n,,n=,r=abcdefghijklmnop"))).await;
+    assert_eq!(c.line().await, "FAIL\t3\tuser=\toriginal_user=");
+    // Only hidden (userdb_*) fields: Dovecot still writes their TAB.
+    c.send(&format!("AUTH\t4\tPLAIN\tservice=smtp\tresp={}\n", b64(b"\0uf\0secret"))).await;
+    assert_eq!(c.line().await, "OK\t4\tuser=uf\t");
+    c.send(&format!("AUTH\t5\tPLAIN\tservice=smtp\tresp={}\n", b64(b"\0vis\0secret"))).await;
+    assert_eq!(c.line().await, "OK\t5\tuser=vis\tfoo=bar");
 }

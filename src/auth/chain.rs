@@ -95,6 +95,16 @@ impl super::Authenticator {
     /// Runs the chain over the master passdbs (`Walk::Masters`), or over the normal ones for a
     /// master's target user whose password is already verified (`Walk::TargetOfMaster`).
     pub(crate) async fn passdb_chain_with(&self, user: &str, info: &RequestInfo, op: Op<'_>, walk: Walk) -> ChainResult {
+        // `%w` in this chain's templates: the password being checked (Dovecot's
+        // `mech_password`), only for a password login.
+        let with_password;
+        let info = match op {
+            Op::Verify(password) => {
+                with_password = RequestInfo { password: Some(password.clone()), ..info.clone() };
+                &with_password
+            }
+            _ => info,
+        };
         let mut user = user.to_owned();
         let mut fields = Fields::new();
         let mut snapshot = Fields::new();

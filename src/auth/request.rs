@@ -190,6 +190,8 @@ struct Running<'a> {
     req: AuthRequest,
     last_input: Instant,
     watch: &'a Watch,
+    /// The password of a plaintext login, for a proxy answer's `pass=` (login sockets only).
+    password: Option<crate::secret::Secret>,
 }
 
 impl Authenticator {
@@ -227,7 +229,7 @@ impl Authenticator {
     /// `auth abandoned` line is logged.
     pub async fn authenticate(&self, req: AuthRequest, conv: &mut dyn Conversation) -> Option<Answer> {
         let watch = Watch::new(&req);
-        let run = Running { auth: self, req, last_input: Instant::now(), watch: &watch };
+        let run = Running { auth: self, req, last_input: Instant::now(), watch: &watch, password: None };
         let result = tokio::time::timeout(self.request_timeout, run.run(conv)).await;
         match result {
             Ok(Some(answer)) => {
@@ -371,15 +373,42 @@ impl Running<'_> {
             id = self.req.id,
             "auth succeeded"
         );
-        // `userdb_*` fields are for a `prefetch` userdb at REQUEST time, never for the OK line.
+        // Dovecot's order (`auth_str_append_extra_fields`): the passdb's fields, then the
+        // generated `original_user`, `auth_user`, and for a proxy on a login socket `pass` and
+        // `master`, each unless the passdb gave it. `userdb_*` fields are for a `prefetch`
+        // userdb at REQUEST time, never for the OK line.
         let mut reply = Fields::new();
         reply.set("user", &user);
-        for (k, v) in fields.iter().filter(|(k, _)| !k.starts_with("userdb_")) {
+        let shown = |k: &str| !k.starts_with("userdb_") && k != "auth_user";
+        // Dovecot writes the TAB before the passdb's fields whenever it returned any, even
+        // when all of them are hidden (`userdb_*`): the line then has an empty field here
+        // (`OK\t1\tuser=alice\t`, `...user=alice\t\toriginal_user=Alice`).
+        if fields.iter().any(|(k, _)| k.starts_with("userdb_")) && !fields.iter().any(|(k, _)| shown(k)) {
+            reply.set("", "");
+        }
+        for (k, v) in fields.iter().filter(|(k, _)| shown(k)) {
             reply.set(k, v);
         }
         if let Some(orig) = &original_user {
             if !fields.contains("original_user") {
                 reply.set("original_user", orig);
+            }
+        }
+        let master = fields.get("auth_user").filter(|m| !m.is_empty());
+        if let Some(master) = master {
+            reply.set("auth_user", master);
+        }
+        let proxied = fields.contains("proxy") || fields.contains("proxy_maybe");
+        if self.req.login.is_some() && proxied {
+            // The login process logs in to the backend with these; never on auth-only
+            // sockets (Postfix has no use for the password).
+            if let (false, Some(password)) = (fields.contains("pass"), &self.password) {
+                if let Ok(password) = std::str::from_utf8(password.expose()) {
+                    reply.set("pass", password);
+                }
+            }
+            if let (false, Some(master)) = (fields.contains("master"), master) {
+                reply.set("master", master);
             }
         }
         if let Some(data) = &final_resp {
@@ -453,17 +482,11 @@ impl Running<'_> {
                     }
                     self.account_wait(&creds.authcid).await;
                     // Boxed, here and below: a request waiting for the client stays small in memory.
-                    let mut outcome = Box::pin(auth.verify_plain(&info, &creds)).await;
-                    // A proxy answer on a login socket carries the client's password, so the
-                    // login process can log in to the backend (unless the passdb gave `pass`).
-                    // Never on auth-only sockets: Postfix has no use for it.
-                    if let AuthOutcome::Success { fields, .. } = &mut outcome {
-                        let proxied = fields.contains("proxy") || fields.contains("proxy_maybe");
-                        if self.req.login.is_some() && proxied && !fields.contains("pass") {
-                            if let Ok(password) = std::str::from_utf8(creds.password.expose()) {
-                                fields.set("pass", password);
-                            }
-                        }
+                    let outcome = Box::pin(auth.verify_plain(&info, &creds)).await;
+                    // A proxy answer on a login socket carries the client's password (see
+                    // `succeed`).
+                    if matches!(outcome, AuthOutcome::Success { .. }) && self.req.login.is_some() {
+                        self.password = Some(creds.password.clone());
                     }
                     return End::Done(outcome, None);
                 }
@@ -537,6 +560,11 @@ impl Running<'_> {
                     }
                     let failure = match found.take() {
                         Some((user, original_user, _)) => Failure { original_user, ..Failure::plain(Some(user), why.to_string()) },
+                        // Dovecot answers an empty name with both names, empty:
+                        // `FAIL <id> user= original_user=`.
+                        None if why == MechFailure::InvalidInput(crate::sasl::EMPTY_USER_NAME) => {
+                            Failure { original_user: Some(String::new()), ..Failure::plain(Some(String::new()), why.to_string()) }
+                        }
                         None => Failure::plain(None, why.to_string()),
                     };
                     return End::Done(AuthOutcome::Failure(failure), None);

@@ -103,6 +103,9 @@ pub struct RequestInfo {
     pub debug: bool,
     /// The listener's own `disable_plaintext_auth`, when it sets one.
     pub disable_plaintext_auth: Option<bool>,
+    /// The plaintext password, for `%w`: set only while the passdb chain checks a password
+    /// login (`Op::Verify`), never from the wire. `Secret` keeps it out of `Debug`.
+    pub password: Option<crate::secret::Secret>,
 }
 
 impl RequestInfo {
@@ -123,6 +126,7 @@ impl RequestInfo {
             cert_username: params.cert_username.clone().filter(|u| params.valid_client_cert && !u.is_empty()),
             debug: params.debug,
             disable_plaintext_auth: None,
+            password: None,
         }
     }
 
@@ -143,6 +147,7 @@ impl RequestInfo {
             cert_username: None,
             debug: info.get("debug").is_some(),
             disable_plaintext_auth: None,
+            password: None,
         }
     }
 
@@ -169,6 +174,7 @@ impl RequestInfo {
             },
             Var::Cert => if self.valid_client_cert { "valid".to_owned() } else { String::new() },
             Var::RealRemoteIp => ip(self.real_rip),
+            Var::Password => self.password.as_ref().map(|p| safe(&String::from_utf8_lossy(p.expose()))).unwrap_or_default(),
             Var::Percent => "%".to_owned(),
             // Resolved by the LDAP drivers from the entry (see `expand_with`).
             Var::Ldap(_) => String::new(),

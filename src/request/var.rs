@@ -39,6 +39,10 @@ pub enum Var {
     Cert,
     /// `%{real_rip}`: the remote IP before any proxy.
     RealRemoteIp,
+    /// `%w` / `%{password}`: the plaintext password of a password login (PLAIN, LOGIN), only
+    /// while a passdb's templates are expanded for that login; empty everywhere else. Never
+    /// logged: a template using it belongs in fields that go to the client (`pass=` for a proxy).
+    Password,
     /// `%%`: a literal `%`.
     Percent,
     /// `%{ldap:attr}`: an attribute of the LDAP entry found (only in an LDAP driver's
@@ -62,6 +66,7 @@ impl Var {
             'b' => Var::RemotePort,
             'c' => Var::Secured,
             'k' => Var::Cert,
+            'w' => Var::Password,
             '%' => Var::Percent,
             _ => return None,
         })
@@ -84,6 +89,7 @@ impl Var {
             "secured" => Var::Secured,
             "cert" => Var::Cert,
             "real_rip" => Var::RealRemoteIp,
+            "password" => Var::Password,
             _ => return None,
         })
     }
@@ -108,6 +114,11 @@ enum Modifier {
     DomainDn,
     /// `T`: trailing white space removed.
     Trim,
+    /// `H`: Dovecot's 32-bit string hash (`str_hash`, the ELF hash) in hex; the slice's length
+    /// is a modulus and its offset a zero-padded width (`%4.256Hu` → `00a7`).
+    Hash,
+    /// `N`: like `H` but from the first 8 bytes of the value's MD5 (better spread).
+    NewHash,
 }
 
 impl Modifier {
@@ -121,6 +132,8 @@ impl Modifier {
             'M' => Modifier::Md5,
             'D' => Modifier::DomainDn,
             'T' => Modifier::Trim,
+            'H' => Modifier::Hash,
+            'N' => Modifier::NewHash,
             _ => return None,
         })
     }
@@ -138,8 +151,47 @@ impl Modifier {
             }
             Modifier::DomainDn => value.split('.').filter(|p| !p.is_empty()).map(|p| format!("dc={p}")).collect::<Vec<_>>().join(","),
             Modifier::Trim => value.trim_end().to_owned(),
+            // Without a slice: no modulus, no padding.
+            Modifier::Hash | Modifier::NewHash => self.hash(&value, None),
         }
     }
+
+    /// `H` / `N` with the slice they consume (Dovecot's `m_str_hash` / `m_str_newhash`): the
+    /// length is a modulus, a positive offset the width to zero-pad the hex to.
+    fn hash(self, value: &str, slice: Option<Slice>) -> String {
+        let raw: u64 = match self {
+            Modifier::NewHash => {
+                use md5::Digest as _;
+                let digest = md5::Md5::digest(value.as_bytes());
+                digest.iter().take(8).fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+            }
+            _ => u64::from(str_hash(value.as_bytes())),
+        };
+        let modulus = slice.and_then(|s| s.len).filter(|&n| n > 0).and_then(|n| u64::try_from(n).ok());
+        let reduced = modulus.map_or(raw, |m| raw % m);
+        // Dovecot prints the value as an unsigned int: the low 32 bits.
+        let low = reduced & 0xffff_ffff;
+        let width = slice.map_or(0, |s| usize::try_from(s.offset.max(0)).unwrap_or(0));
+        format!("{low:0width$x}")
+    }
+
+    fn is_hash(self) -> bool {
+        matches!(self, Modifier::Hash | Modifier::NewHash)
+    }
+}
+
+/// Dovecot 2.3's `str_hash` (the ELF hash, "from ASU -- from glib").
+fn str_hash(bytes: &[u8]) -> u32 {
+    let mut h: u32 = 0;
+    for &b in bytes {
+        h = (h << 4).wrapping_add(u32::from(b));
+        let g = h & 0xf000_0000;
+        if g != 0 {
+            h ^= g >> 24;
+            h ^= g;
+        }
+    }
+    h
 }
 
 /// `%N…` (first N characters), `%-N…` (last N), `%O.N…` (N characters from offset O).
@@ -315,12 +367,15 @@ impl Template {
             match piece {
                 Piece::Text(t) => out.push_str(t),
                 Piece::Var(var, slice, mods) => {
+                    // As Dovecot: modifiers first, then the slice; the first `H`/`N` consumes
+                    // the slice as its modulus and padding instead.
                     let mut value = lookup(*var);
+                    let mut slice = *slice;
+                    for m in mods {
+                        value = if m.is_hash() { m.hash(&value, slice.take()) } else { m.apply(value) };
+                    }
                     if let Some(slice) = slice {
                         value = slice.apply(&value);
-                    }
-                    for m in mods {
-                        value = m.apply(value);
                     }
                     out.push_str(&escape(value));
                 }
@@ -431,6 +486,28 @@ mod tests {
         assert_eq!(expand("%Tu", "a  "), "a");
         assert_eq!(expand("%1Lu", "ALICE"), "a");
         assert_eq!(expand("%{user}@%{service}", "x"), "x@imap");
+    }
+
+    #[test]
+    fn hash_modifiers_as_dovecot() {
+        // Values from Dovecot 2.3's str_hash / m_str_newhash, computed independently.
+        assert_eq!(expand("%Hu", "alice"), "682f95");
+        assert_eq!(expand("%256Hu", "alice"), "95");
+        assert_eq!(expand("%4.256Hu", "alice"), "0095");
+        assert_eq!(expand("%Nu", "alice"), "184bcbf5");
+        assert_eq!(expand("%256Nu", "alice"), "f5");
+        assert_eq!(expand("%{user}/%2.256LHu", "ALICE"), "ALICE/95");
+        // Dovecot slices after the modifiers: the first 2 hex digits of the MD5.
+        assert_eq!(expand("%2Mu", "alice"), "63");
+        assert!(Template::parse("%Hu").unwrap().uses(Var::User));
+    }
+
+    #[test]
+    fn password_variable() {
+        let t = Template::parse("%w|%{password}").unwrap();
+        assert!(t.uses(Var::Password));
+        assert_eq!(t.expand(|v| if v == Var::Password { "s3cret".into() } else { String::new() }), "s3cret|s3cret");
+        assert_eq!(expand("%w", "alice"), "");
     }
 
     #[test]

@@ -45,7 +45,7 @@ impl Mechanism for Login {
 
     fn step(&mut self, response: &[u8]) -> Step {
         match std::mem::replace(&mut self.state, State::Done) {
-            State::ExpectUsername => match identity(response, "empty user name") {
+            State::ExpectUsername => match identity(response, super::EMPTY_USER_NAME) {
                 Ok(user) => {
                     self.state = State::ExpectPassword { user };
                     Step::Challenge(PASSWORD_PROMPT.to_vec())

@@ -299,6 +299,11 @@ pub trait Mechanism: Send {
 }
 
 /// A SASL identity must be valid UTF-8 (we compare and log it as text) and non-empty.
+/// The [`MechFailure::InvalidInput`] reason for an empty user name (PLAIN authcid, LOGIN name,
+/// SCRAM `n=`): the request layer answers it as Dovecot does, `user=` and `original_user=`
+/// both empty.
+pub const EMPTY_USER_NAME: &str = "empty user name";
+
 fn identity(bytes: &[u8], what: &'static str) -> Result<String, MechFailure> {
     match std::str::from_utf8(bytes) {
         Ok("") => Err(MechFailure::InvalidInput(what)),

@@ -55,7 +55,7 @@ fn parse(data: &[u8]) -> Result<PlainCredentials, MechFailure> {
     let (Some(authzid), Some(authcid), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(MechFailure::InvalidInput("PLAIN needs exactly two NULs"));
     };
-    let authcid = identity(authcid, "empty authcid")?;
+    let authcid = identity(authcid, super::EMPTY_USER_NAME)?;
     let authzid = match authzid {
         b"" => None,
         z if z == authcid.as_bytes() => None,
@@ -96,7 +96,7 @@ mod tests {
             (b"\0alice\0secret\0", invalid(two)),
             (b"\0alice\0se\0cret", invalid(two)),
             (b"\0\0\0", invalid(two)),
-            (b"\0\0secret", invalid("empty authcid")),
+            (b"\0\0secret", invalid(crate::sasl::EMPTY_USER_NAME)),
             (b"\0\xff\xfe\0secret", invalid("identity is not UTF-8")),
             (b"\xff\0alice\0secret", invalid("identity is not UTF-8")),
         ];

@@ -300,7 +300,7 @@ fn parse_client_first(data: &[u8]) -> Result<ClientFirst, MechFailure> {
     let Some(user) = user_field.strip_prefix("n=") else {
         return Err(MechFailure::InvalidInput("client-first has no user name"));
     };
-    let authcid = identity(unescape_saslname(user)?.as_bytes(), "empty user name")?;
+    let authcid = identity(unescape_saslname(user)?.as_bytes(), super::EMPTY_USER_NAME)?;
     let Some(cnonce) = fields.next().and_then(|f| f.strip_prefix("r=")) else {
         return Err(MechFailure::InvalidInput("client-first has no nonce"));
     };

@@ -331,7 +331,9 @@ fn answer_line(id: u32, answer: &Answer) -> Vec<u8> {
     };
     let mut reply = Reply::new(verb, id);
     for (k, v) in answer.fields.iter() {
-        reply = reply.field(k, v.as_bytes());
+        // Dovecot always writes the names as `key=value`, even empty (`user=\toriginal_user=`
+        // for an empty name); other empty values are flags, written bare.
+        reply = if k == "user" || k == "original_user" { reply.field_explicit(k, v.as_bytes()) } else { reply.field(k, v.as_bytes()) };
     }
     reply.finish()
 }
