@@ -117,6 +117,40 @@ impl VerifyCache {
     }
 }
 
+/// The cache as the drivers see it: outcomes of password checks a driver makes itself (LDAP
+/// `auth_bind`), keyed on the driver instance, the user, the bind DN and the password. Unlike a
+/// verification against a stored hash, the key cannot hold the directory's password: a password
+/// changed in the directory is answered from here until the TTL runs out (the old password still
+/// works for `ttl`, the new one is refused for `negative_ttl`), as with Dovecot's cache.
+impl crate::db::CheckMemo for VerifyCache {
+    fn get(&self, k: &crate::db::MemoKey<'_>) -> Option<bool> {
+        if !self.enabled() {
+            return None;
+        }
+        let digest = self.memo_digest(k);
+        let entries = self.entries.lock();
+        let e = entries.get(&digest)?;
+        (self.fresh(e, Instant::now()) && e.user == k.user).then_some(e.ok)
+    }
+
+    fn put(&self, k: &crate::db::MemoKey<'_>, ok: bool) {
+        if !self.enabled() {
+            return;
+        }
+        let now = Instant::now();
+        let digest = self.memo_digest(k);
+        self.entries.upsert(digest, |e| self.fresh(e, now), |e| e.at, |_| Entry { user: k.user.to_owned(), ok, at: now });
+    }
+}
+
+impl VerifyCache {
+    /// Five length-prefixed fields, the first a 4-byte tag: never the digest of a [`CacheKey`]
+    /// (four fields, the first 8 bytes long).
+    fn memo_digest(&self, k: &crate::db::MemoKey<'_>) -> super::keyed::Digest {
+        self.entries.digest(&[b"bind", &k.scope.to_be_bytes(), k.user.as_bytes(), k.against.as_bytes(), k.password])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
