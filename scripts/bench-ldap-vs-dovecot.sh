@@ -21,7 +21,7 @@
 #   --keep          keep the temp dir (configs, logs)
 #
 # Environment knobs: RUNS=3  DURATION=5  WARMUP=1  CLIENTS=16  DELAY_MS=2  NO_BUILD=1
-#   SG_LOG_LEVEL=warn  SCENARIOS="auth_bind:0 lookup:0 auth_bind:2 lookup:2" (mode:delay_ms)
+#   SG_LOG_LEVEL=warn  SASLGATE_BIN=target/release/saslgate  SCENARIOS="auth_bind:0 lookup:0 auth_bind:2 lookup:2" (mode:delay_ms)
 #
 # Needs root (Dovecot's master), dovecot-core, dovecot-ldap, slapd, ldap-utils, python3.
 # Total runtime with the defaults: about 3 minutes plus the release build.
@@ -107,7 +107,7 @@ if [ "${NO_BUILD:-0}" != 1 ]; then
   echo "building saslgate (release)..." >&2
   (cd "$ROOT" && cargo build --release --quiet)
 fi
-BIN=$ROOT/target/release/saslgate
+BIN=${SASLGATE_BIN:-$ROOT/target/release/saslgate}
 [ -x "$BIN" ] || { echo "bench-ldap: $BIN is missing" >&2; exit 1; }
 
 # ---------------------------------------------------------------- slapd
