@@ -165,6 +165,29 @@ mod tests {
     }
 
     #[test]
+    fn bind_outcomes_are_kept_apart_per_scope_dn_and_password_and_flush_by_user() {
+        use crate::db::{CheckMemo, MemoKey};
+        let c = cache(100);
+        let k = |scope: u64, user: &'static str, dn: &'static str, password: &'static [u8]| MemoKey { scope, user, against: dn, password };
+        assert_eq!(CheckMemo::get(&c, &k(1, "a", "uid=a", b"pw")), None);
+        CheckMemo::put(&c, &k(1, "a", "uid=a", b"pw"), true);
+        CheckMemo::put(&c, &k(1, "a", "uid=a", b"bad"), false);
+        assert_eq!(CheckMemo::get(&c, &k(1, "a", "uid=a", b"pw")), Some(true));
+        assert_eq!(CheckMemo::get(&c, &k(1, "a", "uid=a", b"bad")), Some(false));
+        for other in [k(2, "a", "uid=a", b"pw"), k(1, "a", "uid=b", b"pw"), k(1, "a", "uid=a", b"pw2"), k(1, "b", "uid=a", b"pw")] {
+            assert_eq!(CheckMemo::get(&c, &other), None, "{other:?}");
+        }
+        // Never the entry of a verification with the same bytes.
+        assert_eq!(c.get(&CacheKey { passdb: 1, user: "a", stored: "uid=a", password: b"pw" }, Instant::now()), None);
+        assert!(!format!("{:?}", k(1, "a", "uid=a", b"secretpw")).contains("secretpw"));
+        assert_eq!(c.flush(&["a".to_string()]), 2);
+        assert_eq!(CheckMemo::get(&c, &k(1, "a", "uid=a", b"pw")), None);
+        let off = VerifyCache::new(CacheConfig::default());
+        CheckMemo::put(&off, &k(1, "a", "uid=a", b"pw"), true);
+        assert_eq!(CheckMemo::get(&off, &k(1, "a", "uid=a", b"pw")), None);
+    }
+
+    #[test]
     fn hits_expire_and_flush() {
         let c = cache(100);
         let t = Instant::now();
