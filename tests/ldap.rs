@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
+#[path = "support/peers.rs"]
+mod peers;
+
 const SASLGATE: &str = env!("CARGO_BIN_EXE_saslgate");
 const BASE: &str = "dc=example,dc=org";
 
@@ -147,12 +150,17 @@ struct Saslgate {
 
 impl Saslgate {
     fn start(dir: &Path, dbs: &str) -> Saslgate {
+        Saslgate::start_with(dir, "", dbs)
+    }
+
+    /// `auth` goes into the `auth:` map (e.g. `, cache: { size: 100 }`).
+    fn start_with(dir: &Path, auth: &str, dbs: &str) -> Saslgate {
         let config = dir.join("saslgate.yaml");
         fs::write(
             &config,
             format!(
                 "listeners:\n  - {{ path: auth-client, mode: \"0666\" }}\n  - {{ path: auth-userdb, mode: \"0666\" }}\n\
-                 auth: {{ mechanisms: [plain, login], failure_delay: 0s, penalty_max: 0s, username_chars: \"\" }}\nlog: {{ level: debug }}\n{dbs}"
+                 auth: {{ mechanisms: [plain, login], failure_delay: 0s, penalty_max: 0s, username_chars: \"\"{auth} }}\nlog: {{ level: debug }}\n{dbs}"
             ),
         )
         .unwrap();
@@ -465,5 +473,109 @@ fn the_second_uri_serves_when_the_first_is_dead() {
             assert!(t0.elapsed() < Duration::from_secs(2));
         }
         assert!(plain_fail(&sg.plain("carol", "nope")));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The auth cache in auth_bind mode
+// ---------------------------------------------------------------------------------------------
+
+/// With `auth.cache` on, bind outcomes are remembered (keyed on the bind DN and the password):
+/// with a DN template, a remembered login answers while slapd is down, until the TTL runs out;
+/// a password never tried gets temp_fail. With a `pass_filter` search, the search still needs
+/// the directory. With the cache off, nothing is ever answered without slapd.
+#[test]
+fn auth_bind_outcomes_go_through_the_auth_cache() {
+    let t = tmp();
+    let mut slapd = Slapd::start(t.path());
+    let uri = format!("\"{}\"", slapd.uri());
+    let template = format!("{}, auth_bind: true, auth_bind_userdn: \"uid=%u,ou=people,{BASE}\"", conn(&uri));
+    let search = format!("{}, auth_bind: true", conn(&uri));
+    let cached = ", cache: { size: 100, ttl: 3s, negative_ttl: 3s }";
+    let start = |name: &str, auth: &str, db: &str| {
+        let dir = t.path().join(name);
+        fs::create_dir_all(&dir).unwrap();
+        Saslgate::start_with(&dir, auth, &format!("passdbs:\n  - {{ driver: ldap, {db} }}\n"))
+    };
+    let with_cache = start("cache", cached, &template);
+    let search_cache = start("search", cached, &search);
+    let no_cache = start("nocache", "", &template);
+    for sg in [&with_cache, &search_cache, &no_cache] {
+        assert!(ok(&sg.plain("alice", "alicepw")));
+        assert!(plain_fail(&sg.plain("alice", "wrong")));
+    }
+    let remembered_at = Instant::now();
+    slapd.stop();
+    // Remembered: the right password is OK and the wrong one a plain FAIL, without slapd.
+    assert!(ok(&with_cache.plain("alice", "alicepw")), "a cached bind answers while slapd is down");
+    assert!(plain_fail(&with_cache.plain("alice", "wrong")), "a cached failure answers while slapd is down");
+    // Never remembered: another password, another user.
+    for (user, pass) in [("alice", "other"), ("bob", "bobpw"), ("alice", "")] {
+        let line = with_cache.plain(user, pass);
+        assert!(!ok(&line), "{user}/{pass}: {line}");
+        if !pass.is_empty() {
+            assert!(line.contains("temp_fail"), "{user}/{pass} never bound: {line}");
+        }
+    }
+    // The search needs the directory; the cache off never answers without it.
+    for sg in [&search_cache, &no_cache] {
+        let line = sg.plain("alice", "alicepw");
+        assert!(line.contains("temp_fail"), "{line}");
+        assert!(!ok(&sg.plain("alice", "wrong")));
+    }
+    assert!(remembered_at.elapsed() < Duration::from_secs(3), "the checks above ran within the TTL");
+    // After the TTL: the directory is asked again (and is down).
+    thread::sleep(Duration::from_secs(3).saturating_sub(remembered_at.elapsed()) + Duration::from_millis(200));
+    let line = with_cache.plain("alice", "alicepw");
+    assert!(line.contains("temp_fail"), "expired: {line}");
+    // Back up: the cache is refilled from real binds.
+    slapd.resume();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ok(&with_cache.plain("alice", "alicepw")) {
+        assert!(Instant::now() < deadline, "no recovery");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Postfix + swaks
+// ---------------------------------------------------------------------------------------------
+
+/// PLAIN and LOGIN through a real Postfix (`smtpd_sasl_type = dovecot`) and swaks, against the
+/// ldap passdb in lookup mode and in auth_bind mode: 235 for the right password, 535 otherwise.
+#[test]
+fn plain_and_login_through_postfix_and_swaks() {
+    if !peers::is_root() {
+        eprintln!("SKIPPED: needs root (Postfix's master starts as root; saslgate chowns its socket to postfix)");
+        return;
+    }
+    peers::require("swaks", "swaks");
+    let tmp = peers::temp_dir("sg-ldap-postfix-");
+    let dir = tmp.path();
+    let slapd = Slapd::start(dir);
+    let pf = peers::Postfix::start(dir, "private/auth");
+    let sock = pf.spool.join("private/auth");
+    let uri = format!("\"{}\"", slapd.uri());
+    for (mode, db) in [
+        ("lookup", format!("{}, scheme: PLAIN, pass_attrs: {{ uid: user, userPassword: password }}", conn(&uri))),
+        ("auth_bind", format!("{}, auth_bind: true", conn(&uri))),
+    ] {
+        let yaml = format!(
+            "listeners:\n  - {{ path: {}, type: client, mode: \"0660\", user: postfix, group: postfix }}\n\
+             auth: {{ mechanisms: [plain, login], failure_delay: 0s, penalty_max: 0s }}\n\
+             passdbs:\n  - {{ driver: ldap, {db} }}\n",
+            sock.display()
+        );
+        let _sg = peers::Saslgate::start(dir, &yaml, &[&sock]);
+        for mech in ["PLAIN", "LOGIN"] {
+            for (user, pass) in [("alice", "alicepw"), ("bob", "bobpw"), ("carol", "carolpw")] {
+                peers::assert_auth(pf.port, mech, user, pass, &[], 235);
+                peers::assert_auth(pf.port, mech, user, &format!("{pass}x"), &[], 535);
+            }
+            peers::assert_auth(pf.port, mech, "nosuchuser", "alicepw", &[], 535);
+            peers::assert_auth(pf.port, mech, "al*", "alicepw", &[], 535);
+            eprintln!("{mode} {mech}: ok");
+        }
+        peers::assert_auth(pf.port, "PLAIN", "frank", "x", &[], 535);
     }
 }

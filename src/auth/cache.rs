@@ -117,6 +117,40 @@ impl VerifyCache {
     }
 }
 
+/// The cache as the drivers see it: outcomes of password checks a driver makes itself (LDAP
+/// `auth_bind`), keyed on the driver instance, the user, the bind DN and the password. Unlike a
+/// verification against a stored hash, the key cannot hold the directory's password: a password
+/// changed in the directory is answered from here until the TTL runs out (the old password still
+/// works for `ttl`, the new one is refused for `negative_ttl`), as with Dovecot's cache.
+impl crate::db::CheckMemo for VerifyCache {
+    fn get(&self, k: &crate::db::MemoKey<'_>) -> Option<bool> {
+        if !self.enabled() {
+            return None;
+        }
+        let digest = self.memo_digest(k);
+        let entries = self.entries.lock();
+        let e = entries.get(&digest)?;
+        (self.fresh(e, Instant::now()) && e.user == k.user).then_some(e.ok)
+    }
+
+    fn put(&self, k: &crate::db::MemoKey<'_>, ok: bool) {
+        if !self.enabled() {
+            return;
+        }
+        let now = Instant::now();
+        let digest = self.memo_digest(k);
+        self.entries.upsert(digest, |e| self.fresh(e, now), |e| e.at, |_| Entry { user: k.user.to_owned(), ok, at: now });
+    }
+}
+
+impl VerifyCache {
+    /// Five length-prefixed fields, the first a 4-byte tag: never the digest of a [`CacheKey`]
+    /// (four fields, the first 8 bytes long).
+    fn memo_digest(&self, k: &crate::db::MemoKey<'_>) -> super::keyed::Digest {
+        self.entries.digest(&[b"bind", &k.scope.to_be_bytes(), k.user.as_bytes(), k.against.as_bytes(), k.password])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +162,29 @@ mod tests {
 
     fn key<'a>(user: &'a str, stored: &'a str, password: &'a [u8]) -> CacheKey<'a> {
         CacheKey { passdb: 0, user, stored, password }
+    }
+
+    #[test]
+    fn bind_outcomes_are_kept_apart_per_scope_dn_and_password_and_flush_by_user() {
+        use crate::db::{CheckMemo, MemoKey};
+        let c = cache(100);
+        let k = |scope: u64, user: &'static str, dn: &'static str, password: &'static [u8]| MemoKey { scope, user, against: dn, password };
+        assert_eq!(CheckMemo::get(&c, &k(1, "a", "uid=a", b"pw")), None);
+        CheckMemo::put(&c, &k(1, "a", "uid=a", b"pw"), true);
+        CheckMemo::put(&c, &k(1, "a", "uid=a", b"bad"), false);
+        assert_eq!(CheckMemo::get(&c, &k(1, "a", "uid=a", b"pw")), Some(true));
+        assert_eq!(CheckMemo::get(&c, &k(1, "a", "uid=a", b"bad")), Some(false));
+        for other in [k(2, "a", "uid=a", b"pw"), k(1, "a", "uid=b", b"pw"), k(1, "a", "uid=a", b"pw2"), k(1, "b", "uid=a", b"pw")] {
+            assert_eq!(CheckMemo::get(&c, &other), None, "{other:?}");
+        }
+        // Never the entry of a verification with the same bytes.
+        assert_eq!(c.get(&CacheKey { passdb: 1, user: "a", stored: "uid=a", password: b"pw" }, Instant::now()), None);
+        assert!(!format!("{:?}", k(1, "a", "uid=a", b"secretpw")).contains("secretpw"));
+        assert_eq!(c.flush(&["a".to_string()]), 2);
+        assert_eq!(CheckMemo::get(&c, &k(1, "a", "uid=a", b"pw")), None);
+        let off = VerifyCache::new(CacheConfig::default());
+        CheckMemo::put(&off, &k(1, "a", "uid=a", b"pw"), true);
+        assert_eq!(CheckMemo::get(&off, &k(1, "a", "uid=a", b"pw")), None);
     }
 
     #[test]

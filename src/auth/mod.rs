@@ -87,7 +87,7 @@ pub struct Authenticator {
     passdbs: Vec<chain::PassdbEntry>,
     userdbs: Vec<chain::UserdbEntry>,
     pool: crate::blocking::Pool,
-    cache: cache::VerifyCache,
+    cache: Arc<cache::VerifyCache>,
     mechanisms: Vec<Mech>,
     mech_context: MechContext,
     helpers: HashMap<&'static str, Arc<dyn MechHelper>>,
@@ -129,7 +129,11 @@ impl Authenticator {
     /// place, over one shared-resources context (`db::Resources`: the blocking pool, the
     /// passwd-file cache, helper processes).
     pub fn from_config(config: &Config, pool: &crate::blocking::Pool) -> Authenticator {
-        let resources = Resources::new(pool.clone());
+        let cache = Arc::new(cache::VerifyCache::new(config.auth.cache));
+        // Drivers that check passwords themselves (LDAP auth_bind) reach the cache through
+        // `db::CheckMemo`; with the cache off they get none and never remember anything.
+        let memo = cache.enabled().then(|| Arc::clone(&cache) as Arc<dyn crate::db::CheckMemo>);
+        let resources = Resources::new(pool.clone()).with_memo(memo);
         let passdbs = config.passdbs.iter().map(|p| chain::PassdbEntry { db: passdb::build(p, &resources), rules: p.rules.clone() }).collect();
         let userdbs = config.userdbs.iter().map(|u| chain::UserdbEntry { db: userdb::build(u, &resources), rules: u.rules.clone() }).collect();
         let request_timeout = Duration::from_secs(crate::protocol::REQUEST_TIMEOUT_SECS);
@@ -138,7 +142,7 @@ impl Authenticator {
             passdbs,
             userdbs,
             pool: pool.clone(),
-            cache: cache::VerifyCache::new(config.auth.cache),
+            cache,
             mechanisms: config.mechanisms.iter().copied().map(Mech::new).collect(),
             mech_context: MechContext { hostname: config.hostname.clone(), realms: config.realms.clone(), ..MechContext::default() },
             helpers: helpers(config),

@@ -6,12 +6,20 @@
 //! - `auth_bind` mode: the user's DN comes from `auth_bind_userdn` (values RFC 4514-escaped) or
 //!   from a `pass_filter` search, then a bind as that DN on the bind pool checks the password.
 //!   Binds run in parallel, one per bind connection. An empty password is never sent.
+//!   With `auth.cache` on, bind outcomes are remembered, keyed on (this passdb, user, bind DN,
+//!   password), with the cache's TTLs: with `auth_bind_userdn` a remembered answer needs no
+//!   directory at all; after a `pass_filter` search it saves the bind. The directory's password
+//!   is not part of the key, so a password changed there is answered from the cache until the
+//!   TTL runs out (Dovecot's cache does the same).
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use super::{Lookup, Passdb, PassdbOutcome, PassdbReply};
 use crate::config::ldap::LdapPassdb;
 use crate::db::ldap::escape::{dn_escape, filter_escape};
+use crate::db::{memo_scope, CheckMemo, MemoKey};
 use crate::db::ldap::{map_entry, wanted_attrs, BindOutcome, BindPool, Directory, Found};
 use crate::request::{expand_with, Fields};
 use crate::scheme::Scheme;
@@ -24,6 +32,10 @@ pub struct Ldap {
     directory: Directory,
     binds: Option<BindPool>,
     attrs: Vec<String>,
+    /// The auth cache for bind outcomes (`None`: cache off).
+    memo: Option<Arc<dyn CheckMemo>>,
+    /// This passdb's scope in the cache.
+    scope: u64,
 }
 
 fn no_attr(_: &str) -> String {
@@ -32,11 +44,11 @@ fn no_attr(_: &str) -> String {
 
 impl Ldap {
     /// A passdb over its own connection pools (opened on first use).
-    pub fn new(settings: LdapPassdb) -> Ldap {
+    pub fn new(settings: LdapPassdb, memo: Option<Arc<dyn CheckMemo>>) -> Ldap {
         let directory = Directory::new(&settings.conn);
         let binds = settings.auth_bind.then(|| directory.bind_pool(settings.auth_bind_connections));
         let attrs = wanted_attrs(&[&settings.pass_attrs]);
-        Ldap { settings, directory, binds, attrs }
+        Ldap { settings, directory, binds, attrs, memo, scope: memo_scope() }
     }
 
     /// Searches the user's entry: `Ok(None)` when there is none.
@@ -92,11 +104,25 @@ impl Passdb for Ldap {
                 }
             },
         };
-        let outcome = match binds.bind(&dn, password.expose()).await {
-            Ok(BindOutcome::Ok) => PassdbOutcome::Ok,
-            Ok(BindOutcome::InvalidCredentials) => PassdbOutcome::PasswordMismatch,
-            Ok(BindOutcome::NoSuchObject) => PassdbOutcome::UserUnknown,
-            Err(e) => PassdbOutcome::InternalFailure(e.0),
+        let key = MemoKey { scope: self.scope, user, against: &dn, password: password.expose() };
+        let remembered = self.memo.as_ref().and_then(|m| m.get(&key));
+        let outcome = match remembered {
+            Some(true) => PassdbOutcome::Ok,
+            Some(false) => PassdbOutcome::PasswordMismatch,
+            None => {
+                let outcome = match binds.bind(&dn, password.expose()).await {
+                    Ok(BindOutcome::Ok) => PassdbOutcome::Ok,
+                    Ok(BindOutcome::InvalidCredentials) => PassdbOutcome::PasswordMismatch,
+                    Ok(BindOutcome::NoSuchObject) => PassdbOutcome::UserUnknown,
+                    Err(e) => PassdbOutcome::InternalFailure(e.0),
+                };
+                // Only right and wrong passwords are kept: never a temporary failure, and never
+                // "no such DN" (the entry may be created a moment later).
+                if let (Some(memo), PassdbOutcome::Ok | PassdbOutcome::PasswordMismatch) = (&self.memo, &outcome) {
+                    memo.put(&key, outcome == PassdbOutcome::Ok);
+                }
+                outcome
+            }
         };
         let fields = if outcome == PassdbOutcome::Ok { fields } else { Fields::new() };
         Some(PassdbReply { outcome, fields, stored_password: None })

@@ -128,7 +128,7 @@ pub fn build(config: &PassdbConfig, resources: &Resources) -> Arc<dyn Passdb> {
             crate::db::pam::PamPool::new(*max_requests, *timeout),
         )),
         // Each LDAP block has its own lookup (and bind) pool (see db::ldap).
-        PassdbDriver::Ldap(settings) => Arc::new(Ldap::new((**settings).clone())),
+        PassdbDriver::Ldap(settings) => Arc::new(Ldap::new((**settings).clone(), resources.memo.clone())),
     }
 }
 

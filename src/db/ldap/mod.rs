@@ -164,6 +164,21 @@ impl Servers {
         if let Some(e) = &self.tls_error {
             return Err(fail(e.clone()));
         }
+        // We open TCP ourselves to turn Nagle off: ldap3 does not, and with several requests in
+        // flight on a connection (lookups) or a remote directory, a small request would wait
+        // for the ACK of the previous one (up to the peer's delayed-ACK timer, 40 ms on Linux).
+        if let Some(addr) = tcp_addr(uri) {
+            let stream = match timeout_at(deadline, tokio::net::TcpStream::connect(&addr)).await {
+                Err(_) => return Err(fail("connect timed out".into())),
+                Ok(Err(e)) => return Err(fail(e.to_string())),
+                Ok(Ok(stream)) => stream,
+            };
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!("LDAP {uri}: TCP_NODELAY: {e}");
+            }
+            let stream = stream.into_std().map_err(|e| fail(e.to_string()))?;
+            settings = settings.set_std_stream(ldap3::StdStream::Tcp(stream));
+        }
         let (conn, mut ldap) = match timeout_at(deadline, LdapConnAsync::with_settings(settings, uri)).await {
             Err(_) => return Err(fail("connect timed out".into())),
             Ok(Err(e)) => return Err(fail(e.to_string())),
@@ -210,6 +225,35 @@ impl Servers {
         }
         self.start_checker();
         Err(last.unwrap_or_else(|| LdapFailure(format!("every LDAP server is down ({}); retrying in the background", self.uris.join(" ")))))
+    }
+}
+
+/// `host:port` of an `ldap://` or `ldaps://` URI (default ports 389 and 636); `None` for
+/// `ldapi://` or anything we do not parse (ldap3 then connects by itself).
+fn tcp_addr(uri: &str) -> Option<String> {
+    let lower = uri.to_ascii_lowercase();
+    let (rest, port) = if lower.starts_with("ldap://") {
+        (uri.get(7..)?, 389)
+    } else if lower.starts_with("ldaps://") {
+        (uri.get(8..)?, 636)
+    } else {
+        return None;
+    };
+    let authority = rest.split(['/', '?']).next()?;
+    if authority.is_empty() || authority.contains(['@', '%']) {
+        return None;
+    }
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6.split_once(']')?;
+        return match after {
+            "" => Some(format!("[{host}]:{port}")),
+            p => p.strip_prefix(':')?.parse::<u16>().ok().map(|p| format!("[{host}]:{p}")),
+        };
+    }
+    match authority.split_once(':') {
+        None => Some(format!("{authority}:{port}")),
+        Some((host, p)) if !host.is_empty() && !p.contains(':') => p.parse::<u16>().ok().map(|p| format!("{host}:{p}")),
+        Some(_) => None,
     }
 }
 
@@ -544,5 +588,23 @@ impl BindPool {
             }
             return Err(LdapFailure(format!("LDAP bind failed: {error}")));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tcp_addr;
+
+    #[test]
+    fn tcp_addresses_of_uris() {
+        assert_eq!(tcp_addr("ldap://127.0.0.1:3890").as_deref(), Some("127.0.0.1:3890"));
+        assert_eq!(tcp_addr("LDAP://ldap.example.org/").as_deref(), Some("ldap.example.org:389"));
+        assert_eq!(tcp_addr("ldaps://dc1.example.org").as_deref(), Some("dc1.example.org:636"));
+        assert_eq!(tcp_addr("ldap://[::1]:10389").as_deref(), Some("[::1]:10389"));
+        assert_eq!(tcp_addr("ldaps://[2001:db8::1]").as_deref(), Some("[2001:db8::1]:636"));
+        assert_eq!(tcp_addr("ldap://h:99999"), None);
+        assert_eq!(tcp_addr("ldapi://%2Frun%2Fslapd%2Fldapi"), None);
+        assert_eq!(tcp_addr("ldap://"), None);
+        assert_eq!(tcp_addr("ldap://h:1:2"), None);
     }
 }
