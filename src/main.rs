@@ -184,16 +184,7 @@ fn run_daemon(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             tracing::info!(socket = %l.path.display(), kind = ?l.kind, "listening");
         }
         tracing::info!(config = %config.source, pool_threads = pool.threads(), "saslgate started");
-        // SIGHUP flushes the auth cache, as with Dovecot.
-        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            let shared = Arc::clone(&shared);
-            tokio::spawn(async move {
-                while hup.recv().await.is_some() {
-                    let flushed = shared.auth.flush_cache(&[]);
-                    tracing::info!(flushed, "SIGHUP: auth cache flushed");
-                }
-            });
-        }
+        server::flush_cache_on_sighup(&shared);
         // SIGTERM: stop accepting, let requests in flight finish (at most
         // limits.shutdown_timeout), then exit.
         server::run(listeners, shared, config.limits.max_connections, shutdown_signal()).await;

@@ -195,15 +195,7 @@ fn run(config_path: Option<PathBuf>, handover: inherited::Handover) -> anyhow::R
         if let Err(e) = status.write_all(&record) {
             tracing::error!("cannot write the status record to Dovecot's master: {e}");
         }
-        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            let shared = Arc::clone(&shared);
-            tokio::spawn(async move {
-                while hup.recv().await.is_some() {
-                    let flushed = shared.auth.flush_cache(&[]);
-                    tracing::info!(flushed, "SIGHUP: auth cache flushed");
-                }
-            });
-        }
+        server::flush_cache_on_sighup(&shared);
         tracing::info!(config = %config.source, sockets = listeners.len(), pool_threads = pool.threads(), "saslgate started as Dovecot's auth service");
         let max_connections = config.limits.max_connections.min(client_limit.max(1) as usize);
         server::run(listeners, shared, max_connections, stop_signal(dead)).await;

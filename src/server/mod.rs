@@ -77,6 +77,21 @@ impl Shared {
     }
 }
 
+/// SIGHUP flushes the auth cache, as with Dovecot. Spawns the listener on the current runtime.
+pub fn flush_cache_on_sighup(shared: &Arc<Shared>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: the auth cache is flushed only by CACHE-FLUSH");
+        return;
+    };
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let flushed = shared.auth.flush_cache(&[]);
+            tracing::info!(flushed, "SIGHUP: auth cache flushed");
+        }
+    });
+}
+
 /// Reads more input into `buf`, never past `max` bytes of unprocessed input (a full buffer
 /// without a line feed is then rejected by `protocol::line::next_line`). The buffer grows only
 /// as data comes, so an idle connection holds almost nothing. Returns 0 at EOF; a read error
