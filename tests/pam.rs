@@ -250,3 +250,27 @@ async fn star_service_is_the_request_service_and_failure_show_msg_parses() {
     std::fs::copy(fx.config_dir().join("saslgate-userdb"), fx.config_dir().join("smtp")).unwrap();
     assert_eq!(c.plain(2, "pamuser1", "pampw1").await, "OK\t2\tuser=pamuser1");
 }
+
+/// `failure_show_msg`: what the PAM modules said reaches the client as `reason=` on a failure,
+/// and never on a success; without the setting it is not sent.
+#[tokio::test]
+async fn failure_show_msg_sends_what_pam_said() {
+    need_pam!();
+    let fx = PamFixture::new();
+    let dir = fx.config_dir();
+    let script = dir.parent().unwrap().join("say.sh");
+    std::fs::write(&script, "#!/bin/sh\necho 'Password checks are logged'\nexit 0\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let base = std::fs::read_to_string(dir.join("saslgate-userdb")).unwrap();
+    // pam_exec with `stdout` hands the script's output to our conversation as text.
+    let talking = base.replacen("auth ", &format!("auth    optional pam_exec.so stdout {}\nauth ", script.display()), 1);
+    std::fs::write(dir.join("smtp"), talking).unwrap();
+    let d = Daemon::start(&fx, "service: \"*\", failure_show_msg: true").await;
+    let mut c = d.client().await;
+    assert_eq!(c.plain(1, "pamuser1", "wrong").await, "FAIL\t1\tuser=pamuser1\treason=Password checks are logged");
+    assert_eq!(c.plain(2, "pamuser1", "pampw1").await, "OK\t2\tuser=pamuser1");
+    drop(c);
+    let quiet = Daemon::start(&fx, "service: \"*\"").await;
+    let mut c = quiet.client().await;
+    assert_eq!(c.plain(3, "pamuser1", "wrong").await, "FAIL\t3\tuser=pamuser1");
+}

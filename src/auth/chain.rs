@@ -81,6 +81,10 @@ pub struct ChainResult {
     pub continued: bool,
     /// A passdb accepted the password without checking it (`nopassword`).
     pub nopassword_used: bool,
+    /// For a failure: the message the failing verify-only passdb wants the client to see
+    /// (PAM with `failure_show_msg`), sent as `reason=`. Other fields of a failing passdb never
+    /// reach the reply.
+    pub reason: Option<String>,
 }
 
 /// Fields that steer the chain and are consumed by it.
@@ -117,12 +121,14 @@ impl super::Authenticator {
         let mut all_skipped = true;
         let mut stopped = false;
         let mut nopassword_used = false;
+        let mut reason: Option<String> = None;
         for (index, entry) in self.passdbs.iter().enumerate() {
             if entry.rules.master != (walk == Walk::Masters) || entry.rules.skipped(info.mech, &user, verified) {
                 continue;
             }
             all_skipped = false;
-            let (mut outcome, passdb_fields, cred) = self.one_passdb(index, entry, &user, info, op, verified).await;
+            let (mut outcome, passdb_fields, cred, shown) = self.one_passdb(index, entry, &user, info, op, verified).await;
+            reason = shown;
             if entry.rules.deny {
                 match outcome {
                     PassdbOutcome::UserUnknown => continue,
@@ -134,7 +140,7 @@ impl super::Authenticator {
                     }
                     _ => {
                         tracing::info!(passdb = %entry.rules.name, user = ?sanitize(user.as_bytes(), 128), "user is denied by a deny passdb");
-                        return ChainResult { outcome: PassdbOutcome::UserDisabled, user, fields: snapshot, credential: None, all_skipped: false, continued: false, nopassword_used };
+                        return ChainResult { outcome: PassdbOutcome::UserDisabled, user, fields: snapshot, credential: None, all_skipped: false, continued: false, nopassword_used, reason: None };
                     }
                 }
             }
@@ -143,7 +149,7 @@ impl super::Authenticator {
                 if outcome == PassdbOutcome::PasswordExpired {
                     f.set("reason", "Password expired");
                 }
-                return ChainResult { outcome, user, fields: f, credential: None, all_skipped: false, continued: false, nopassword_used };
+                return ChainResult { outcome, user, fields: f, credential: None, all_skipped: false, continued: false, nopassword_used, reason };
             }
             let next = matches!(outcome, PassdbOutcome::Ok) && passdb_fields.contains("noauthenticate");
             if outcome == PassdbOutcome::Ok && matches!(op, Op::Verify(_)) && !verified && passdb_fields.contains("nopassword") {
@@ -231,24 +237,29 @@ impl super::Authenticator {
         if outcome != PassdbOutcome::Ok {
             fields = snapshot;
             credential = None;
+        } else {
+            reason = None;
         }
-        ChainResult { outcome, user, fields, credential, all_skipped, continued: !stopped, nopassword_used }
+        ChainResult { outcome, user, fields, credential, all_skipped, continued: !stopped, nopassword_used, reason }
     }
 
     /// Asks one passdb, applying its templates and the per-passdb fields.
-    async fn one_passdb(&self, index: usize, entry: &PassdbEntry, user: &str, info: &RequestInfo, op: Op<'_>, verified: bool) -> (PassdbOutcome, Fields, Option<Secret>) {
+    /// One passdb's answer: its outcome, fields, credential, and (for a verify-only driver's
+    /// failure) the `reason` it wants the client to see.
+    async fn one_passdb(&self, index: usize, entry: &PassdbEntry, user: &str, info: &RequestInfo, op: Op<'_>, verified: bool) -> (PassdbOutcome, Fields, Option<Secret>, Option<String>) {
         let lookup = Lookup { user, info };
         // Verify-only drivers (PAM, LDAP bind) check the password themselves.
         if let (Op::Verify(password), false) = (op, verified) {
             if let Some(reply) = entry.db.verify_plain(lookup, password).await {
+                let shown = (reply.outcome != PassdbOutcome::Ok).then(|| reply.fields.get("reason").map(str::to_owned)).flatten();
                 let fields = self.merge_templates(entry, user, info, reply.fields);
-                return (self.check_fields(reply.outcome, &fields, info), fields, None);
+                return (self.check_fields(reply.outcome, &fields, info), fields, None, shown);
             }
         }
         let reply = entry.db.lookup(lookup).await;
         let fields = self.merge_templates(entry, user, info, reply.fields);
         if reply.outcome != PassdbOutcome::Ok {
-            return (reply.outcome, fields, None);
+            return (reply.outcome, fields, None, None);
         }
         let nopassword = fields.contains("nopassword") || fields.contains("noauthenticate");
         let stored = reply.stored_password.as_deref().map(|s| s.as_str()).unwrap_or_default();
@@ -265,7 +276,7 @@ impl super::Authenticator {
             Op::Credentials(..) if nopassword => (PassdbOutcome::SchemeNotAvailable, None),
             Op::Credentials(scheme, identity) => credential(stored, entry.db.default_scheme(), scheme, user, identity, &self.pool).await,
         };
-        (self.check_fields(outcome, &fields, info), fields, credential)
+        (self.check_fields(outcome, &fields, info), fields, credential, None)
     }
 
     /// Verifies through the auth cache: a remembered answer for exactly these inputs (stored

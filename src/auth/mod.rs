@@ -62,12 +62,14 @@ pub struct Failure {
     pub nodelay: bool,
     /// For the log line; never sent, never contains a password.
     pub log_reason: String,
+    /// A message for the client (`reason=`), from a passdb that asked to show it.
+    pub reason: Option<String>,
 }
 
 impl Failure {
     /// A failure that carries only a log reason.
     pub fn plain(user: Option<String>, log_reason: impl Into<String>) -> Failure {
-        Failure { user, original_user: None, code: None, nodelay: false, log_reason: log_reason.into() }
+        Failure { user, original_user: None, code: None, nodelay: false, log_reason: log_reason.into(), reason: None }
     }
 }
 
@@ -279,7 +281,7 @@ impl Authenticator {
             },
             PassdbOutcome::Ok => (None, "ok".to_owned()),
         };
-        Failure { code, original_user, ..Failure::plain(Some(result.user.clone()), why) }
+        Failure { code, original_user, reason: result.reason.clone(), ..Failure::plain(Some(result.user.clone()), why) }
     }
 
     /// Checks a plaintext password through the passdb chain.

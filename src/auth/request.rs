@@ -609,6 +609,9 @@ impl Running<'_> {
         if let Some(code) = failure.code {
             fields.set("code", code.as_str());
         }
+        if let Some(reason) = &failure.reason {
+            fields.set("reason", reason);
+        }
         if failure.nodelay {
             fields.set("nodelay", "");
         } else {

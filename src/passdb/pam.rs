@@ -107,7 +107,9 @@ impl Passdb for Pam {
             );
             if self.failure_show_msg {
                 if let Some(message) = &reply.message {
-                    fields.set("reason", message);
+                    // Shown to the client as `reason=`: kept short and on one line.
+                    let shown: String = message.chars().filter(|c| !c.is_control()).take(256).collect();
+                    fields.set("reason", &shown);
                 }
             }
         }
