@@ -251,6 +251,24 @@ async fn star_service_is_the_request_service_and_failure_show_msg_parses() {
     assert_eq!(c.plain(2, "pamuser1", "pampw1").await, "OK\t2\tuser=pamuser1");
 }
 
+/// A `pam_exec expose_authtok` checker script that refuses a password makes PAM answer
+/// PAM_SYSTEM_ERR: that is a wrong password (plain FAIL, counted for the penalty), not a
+/// temporary failure a client could retry without limit.
+#[tokio::test]
+async fn a_refusing_pam_exec_checker_is_a_wrong_password() {
+    need_pam!();
+    let fx = PamFixture::new();
+    let dir = fx.config_dir();
+    let script = dir.parent().unwrap().join("check.sh");
+    std::fs::write(&script, "#!/bin/sh\nIFS= read -r pw\n[ \"$PAM_USER\" = pamuser1 ] && [ \"$pw\" = right ] && exit 0\nexit 1\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(dir.join("smtp"), format!("auth required pam_exec.so expose_authtok quiet {}\naccount required pam_permit.so\n", script.display())).unwrap();
+    let d = Daemon::start(&fx, "service: \"*\"").await;
+    let mut c = d.client().await;
+    assert_eq!(c.plain(1, "pamuser1", "right").await, "OK\t1\tuser=pamuser1");
+    assert_eq!(c.plain(2, "pamuser1", "wrong").await, "FAIL\t2\tuser=pamuser1");
+}
+
 /// `failure_show_msg`: what the PAM modules said reaches the client as `reason=` on a failure,
 /// and never on a success; without the setting it is not sent.
 #[tokio::test]

@@ -59,7 +59,7 @@ pub enum PamOutcome {
     UserDisabled,
     /// `PAM_NEW_AUTHTOK_REQD` or `PAM_AUTHTOK_EXPIRED`: the password must be changed first.
     PasswordExpired,
-    /// PAM could not answer: a timeout, a full pool, `PAM_AUTHINFO_UNAVAIL`, `PAM_SYSTEM_ERR`,
+    /// PAM could not answer: a timeout, a full pool, `PAM_AUTHINFO_UNAVAIL`, `PAM_SYSTEM_ERR` (except from `pam_authenticate`),
     /// a module that failed to load… The reason is for the log.
     TempFail(String),
 }
@@ -236,6 +236,10 @@ fn map(r: &ffi::Report) -> PamReply {
         (Stage::Input, _) => O::PasswordMismatch,
         (_, ffi::PAM_USER_UNKNOWN) => O::UserUnknown,
         (_, ffi::PAM_NEW_AUTHTOK_REQD | ffi::PAM_AUTHTOK_EXPIRED | ffi::PAM_CRED_EXPIRED) => O::PasswordExpired,
+        // pam_exec answers PAM_SYSTEM_ERR for any checker script that exits non-zero, i.e. for
+        // a wrong password: as a temporary failure it would carry no penalty and let a client
+        // guess without limit. Dovecot counts it as a mismatch too.
+        (Stage::Authenticate, ffi::PAM_SYSTEM_ERR) => O::PasswordMismatch,
         (_, s) if is_temporary(s) => O::TempFail(detail.clone()),
         (Stage::Start | Stage::GetUser | Stage::End, _) => O::TempFail(detail.clone()),
         (Stage::Authenticate, ffi::PAM_ACCT_EXPIRED) => O::UserDisabled,
@@ -278,13 +282,14 @@ mod tests {
             (Stage::AcctMgmt, ffi::PAM_USER_UNKNOWN, O::UserUnknown),
             (Stage::OpenSession, ffi::PAM_SESSION_ERR, O::UserDisabled),
             (Stage::Input, ffi::PAM_AUTH_ERR, O::PasswordMismatch),
+            (Stage::Authenticate, ffi::PAM_SYSTEM_ERR, O::PasswordMismatch),
         ];
         for (stage, status, want) in cases {
             assert_eq!(map(&report(stage, status)).outcome, want, "{stage:?} {status}");
         }
         for (stage, status) in [
             (Stage::Authenticate, ffi::PAM_AUTHINFO_UNAVAIL),
-            (Stage::Authenticate, ffi::PAM_SYSTEM_ERR),
+            (Stage::Start, ffi::PAM_SYSTEM_ERR),
             (Stage::Authenticate, ffi::PAM_ABORT),
             (Stage::Start, ffi::PAM_BUF_ERR),
             (Stage::Start, ffi::PAM_AUTH_ERR),
