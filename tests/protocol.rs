@@ -920,3 +920,21 @@ async fn empty_names_and_hidden_only_fields_match_dovecot_bytes() {
     c.send(&format!("AUTH\t5\tPLAIN\tservice=smtp\tresp={}\n", b64(b"\0vis\0secret"))).await;
     assert_eq!(c.line().await, "OK\t5\tuser=vis\tfoo=bar");
 }
+
+/// Dovecot's master clients read at most 8192 bytes per reply line: a USER reply that would be
+/// longer is answered FAIL (and logged), never sent broken; one just under the limit goes out.
+#[tokio::test]
+async fn master_replies_longer_than_the_clients_accept_become_fail() {
+    let big = "x".repeat(9000);
+    let fits = "y".repeat(8000);
+    let users = format!("big:{{PLAIN}}pw:1:1::/home/big::userdb_note={big}\nfits:{{PLAIN}}pw:1:1::/home/fits::userdb_note={fits}\n");
+    let d = Daemon::start_with_files(NO_DELAY, "userdbs:\n  - { driver: passwd-file, path: big.passwd }\n", &[("big.passwd", &users)]).await;
+    let mut m = Conn::open(&d.path("auth-master")).await;
+    m.line().await;
+    m.line().await;
+    m.send("VERSION\t1\t0\nUSER\t1\tbig\tservice=lmtp\n").await;
+    assert_eq!(m.line().await, "FAIL\t1\treason=Reply too large");
+    m.send("USER\t2\tfits\tservice=lmtp\n").await;
+    let line = m.line().await;
+    assert!(line.starts_with("USER\t2\tfits\t") && line.len() < 8192 && line.ends_with(&fits), "{}", &line[..80]);
+}
