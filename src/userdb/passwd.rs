@@ -105,6 +105,9 @@ impl Userdb for Passwd {
         let user = match found {
             Ok(Ok(Some(user))) => user,
             Ok(Ok(None)) => return UserdbOutcome::NotFound,
+            // POSIX lets getpwnam_r say "not found" with these too (nss_wrapper, some NSS
+            // modules); other errors are real failures.
+            Ok(Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ESRCH)) => return UserdbOutcome::NotFound,
             Ok(Err(errno)) => return UserdbOutcome::InternalFailure(format!("getpwnam() failed: {errno}")),
             Err(e) => return UserdbOutcome::InternalFailure(e.to_string()),
         };
