@@ -239,7 +239,9 @@ impl PassdbConfig {
     /// Whether this passdb can ever answer a credentials lookup (CRAM-MD5, DIGEST-MD5, SCRAM).
     pub fn can_lookup_credentials(&self) -> bool {
         match &self.driver {
-            PassdbDriver::PasswdFile { .. } | PassdbDriver::Static { .. } | PassdbDriver::Shadow { .. } => true,
+            PassdbDriver::PasswdFile { .. } | PassdbDriver::Static { .. } => true,
+            // Crypt hashes only: never a credential for CRAM-MD5, DIGEST-MD5 or SCRAM.
+            PassdbDriver::Shadow { .. } => false,
             PassdbDriver::Pam { .. } => false,
             PassdbDriver::Ldap(ldap) => !ldap.auth_bind,
         }
