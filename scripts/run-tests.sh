@@ -38,7 +38,7 @@ for line in sys.stdin:
 # The slow files, in groups that run at the same time (each group runs its files in order).
 groups=(
   "real_peers"
-  "hardening_requests hardening_sockets"
+  "hardening_requests hardening_sockets system_users dovecot_wire"
   "e2e_pam_winbind winbind pam ldap dovecot_imap"
 )
 slow=" ${groups[*]} "

@@ -191,6 +191,11 @@ pub enum PassdbDriver {
     /// `driver: ldap`: a directory, in lookup mode (the stored password is verified here) or
     /// in `auth_bind` mode (the directory checks the password with a bind).
     Ldap(Box<ldap::LdapPassdb>),
+    /// `driver: shadow`: system users' hashes from a shadow file (verified as CRYPT).
+    Shadow {
+        /// The shadow file (default `/etc/shadow`).
+        path: PathBuf,
+    },
 }
 
 impl fmt::Debug for PassdbDriver {
@@ -213,9 +218,13 @@ impl fmt::Debug for PassdbDriver {
                 .field("config_dir", config_dir)
                 .finish(),
             PassdbDriver::Ldap(ldap) => f.debug_tuple("Ldap").field(ldap).finish(),
+            PassdbDriver::Shadow { path } => f.debug_struct("Shadow").field("path", path).finish(),
         }
     }
 }
+
+/// The default `first_valid_uid` of the passwd userdb (Dovecot's).
+pub const PASSWD_DEFAULT_FIRST_VALID_UID: u32 = 500;
 
 /// The default `service` of the pam passdb.
 pub const PAM_DEFAULT_SERVICE: &str = "saslgate";
@@ -231,6 +240,8 @@ impl PassdbConfig {
     pub fn can_lookup_credentials(&self) -> bool {
         match &self.driver {
             PassdbDriver::PasswdFile { .. } | PassdbDriver::Static { .. } => true,
+            // Crypt hashes only: never a credential for CRAM-MD5, DIGEST-MD5 or SCRAM.
+            PassdbDriver::Shadow { .. } => false,
             PassdbDriver::Pam { .. } => false,
             PassdbDriver::Ldap(ldap) => !ldap.auth_bind,
         }
@@ -267,6 +278,14 @@ pub enum UserdbDriver {
     },
     /// `driver: ldap`.
     Ldap(Box<ldap::LdapUserdb>),
+    /// `driver: passwd`: system users through NSS (`getpwnam`); LIST keeps uids in
+    /// `first_valid_uid..=last_valid_uid`.
+    Passwd {
+        /// The lowest uid LIST returns (default 500, Dovecot's `first_valid_uid`).
+        first_valid_uid: u32,
+        /// The highest uid LIST returns; `None` (the default, or 0 as in Dovecot) for no bound.
+        last_valid_uid: Option<u32>,
+    },
 }
 
 /// Resource limits.
@@ -871,6 +890,8 @@ impl Validator<'_> {
             ("timeout", db.timeout.is_some()),
             ("max_requests", db.max_requests.is_some()),
             ("config_dir", db.config_dir.is_some()),
+            ("first_valid_uid", db.first_valid_uid.is_some()),
+            ("last_valid_uid", db.last_valid_uid.is_some()),
             ("uris", db.uris.is_some()),
             ("dn", db.dn.is_some()),
             ("dnpass", db.dnpass.is_some()),
@@ -1044,10 +1065,23 @@ impl Validator<'_> {
                 self.only(at, db, &with_chain(&own))?;
                 PassdbDriver::Ldap(Box::new(self.ldap_passdb(at, db)?))
             }
+            "shadow" => {
+                self.only(at, db, &with_chain(&["path"]))?;
+                let path = match db.path.as_deref() {
+                    None => PathBuf::from("/etc/shadow"),
+                    Some(p) if p.trim().is_empty() || p.contains('%') => {
+                        let mut at = at.to_vec();
+                        at.push(key("path"));
+                        return Err(self.err(&at, "the shadow file is one file without %variables; leave `path` out for /etc/shadow"));
+                    }
+                    Some(p) => self.resolve(p),
+                };
+                PassdbDriver::Shadow { path }
+            }
             other => {
                 let mut p = at.to_vec();
                 p.push(key("driver"));
-                return Err(self.err(&p, format!("unknown passdb driver `{other}`; this build has: passwd-file, static, pam, ldap")));
+                return Err(self.err(&p, format!("unknown passdb driver `{other}`; this build has: passwd-file, static, pam, ldap, shadow")));
             }
         };
         let rules = self.passdb_rules(at, db)?;
@@ -1148,10 +1182,21 @@ impl Validator<'_> {
                 self.only(at, db, &with_chain(&own))?;
                 UserdbDriver::Ldap(Box::new(self.ldap_userdb(at, db)?))
             }
+            "passwd" => {
+                self.only(at, db, &with_chain(&["first_valid_uid", "last_valid_uid"]))?;
+                let first_valid_uid = db.first_valid_uid.unwrap_or(PASSWD_DEFAULT_FIRST_VALID_UID);
+                let last_valid_uid = db.last_valid_uid.filter(|&n| n != 0);
+                if last_valid_uid.is_some_and(|last| last < first_valid_uid) {
+                    let mut p = at.to_vec();
+                    p.push(key("last_valid_uid"));
+                    return Err(self.err(&p, format!("last_valid_uid is below first_valid_uid ({first_valid_uid}): LIST would return nobody; raise it, or 0 for no bound")));
+                }
+                UserdbDriver::Passwd { first_valid_uid, last_valid_uid }
+            }
             other => {
                 let mut p = at.to_vec();
                 p.push(key("driver"));
-                return Err(self.err(&p, format!("unknown userdb driver `{other}`; this build has: passwd-file, static, prefetch, ldap")));
+                return Err(self.err(&p, format!("unknown userdb driver `{other}`; this build has: passwd-file, static, prefetch, ldap, passwd")));
             }
         };
         let mut p = at.to_vec();

@@ -157,6 +157,9 @@ pub(crate) struct Db {
     pub(crate) timeout: Option<String>,
     pub(crate) max_requests: Option<usize>,
     pub(crate) config_dir: Option<String>,
+    // driver passwd (userdb; see UserdbDriver::Passwd).
+    pub(crate) first_valid_uid: Option<u32>,
+    pub(crate) last_valid_uid: Option<u32>,
     // driver ldap (see config::ldap), Dovecot's key names.
     pub(crate) uris: Option<serde_norway::Value>,
     pub(crate) dn: Option<String>,

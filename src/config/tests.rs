@@ -258,3 +258,26 @@ fn debug_never_prints_a_static_password() {
     let shown = format!("{raw:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
 }
+
+#[test]
+fn system_user_drivers_settings_and_errors() {
+    let c = load_text("listeners:\n  - { path: a }\npassdbs:\n  - { driver: shadow }\n  - { driver: shadow, path: my.shadow }\nuserdbs:\n  - { driver: passwd }\n  - { driver: passwd, first_valid_uid: 1000, last_valid_uid: 0 }\n  - { driver: passwd, first_valid_uid: 0, last_valid_uid: 2000 }\n").unwrap();
+    assert_eq!(c.passdbs[0].driver, PassdbDriver::Shadow { path: PathBuf::from("/etc/shadow") });
+    let PassdbDriver::Shadow { path } = &c.passdbs[1].driver else { panic!() };
+    assert!(path.is_absolute() && path.ends_with("my.shadow"), "{path:?}");
+    assert!(!c.passdbs[0].can_lookup_credentials(), "crypt hashes give no credentials");
+    assert_eq!(c.userdbs[0].driver, UserdbDriver::Passwd { first_valid_uid: 500, last_valid_uid: None });
+    assert_eq!(c.userdbs[1].driver, UserdbDriver::Passwd { first_valid_uid: 1000, last_valid_uid: None }, "0 means no bound, as in Dovecot");
+    assert_eq!(c.userdbs[2].driver, UserdbDriver::Passwd { first_valid_uid: 0, last_valid_uid: Some(2000) });
+    let cases: &[(&str, usize, &str, &str)] = &[
+        ("listeners:\n  - { path: a }\npassdbs:\n  - { driver: shadow, scheme: CRYPT }\n", 4, "passdbs[0].scheme", "not a setting of driver shadow"),
+        ("listeners:\n  - { path: a }\npassdbs:\n  - { driver: shadow, path: \"/etc/%d/shadow\" }\n", 4, "passdbs[0].path", "without %variables"),
+        ("listeners:\n  - { path: a }\npassdbs:\n  - { driver: shadow, first_valid_uid: 1 }\n", 4, "passdbs[0].first_valid_uid", "not a setting of driver shadow"),
+        ("listeners:\n  - { path: a }\npassdbs:\n  - { driver: shadow }\nuserdbs:\n  - { driver: passwd, path: x }\n", 6, "userdbs[0].path", "not a setting of driver passwd"),
+        ("listeners:\n  - { path: a }\npassdbs:\n  - { driver: shadow }\nuserdbs:\n  - { driver: passwd, first_valid_uid: 1000, last_valid_uid: 10 }\n", 6, "userdbs[0].last_valid_uid", "below first_valid_uid"),
+    ];
+    for (text, line, setting, hint) in cases {
+        let e = load_text(text).unwrap_err().to_string();
+        assert!(e.contains(&format!("test.yaml:{line}")) && e.contains(setting) && e.contains(hint), "{text}\n=> {e}");
+    }
+}

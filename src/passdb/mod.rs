@@ -8,6 +8,7 @@
 mod ldap;
 mod pam;
 mod passwd_file;
+pub mod shadow;
 mod static_;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::secret::Secret;
 pub use ldap::Ldap;
 pub use pam::{Pam, PamSettings};
 pub use passwd_file::PasswdFile;
+pub use shadow::Shadow;
 pub use static_::Static;
 
 /// What a passdb found.
@@ -129,6 +131,7 @@ pub fn build(config: &PassdbConfig, resources: &Resources) -> Arc<dyn Passdb> {
         )),
         // Each LDAP block has its own lookup (and bind) pool (see db::ldap).
         PassdbDriver::Ldap(settings) => Arc::new(Ldap::new((**settings).clone(), resources.memo.clone())),
+        PassdbDriver::Shadow { path } => Arc::new(Shadow::new(path.clone(), resources.pool.clone())),
     }
 }
 

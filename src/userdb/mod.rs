@@ -1,6 +1,7 @@
 //! User databases: where a user's uid, gid, home and other mail settings come from.
 
 mod ldap;
+mod passwd;
 mod passwd_file;
 mod prefetch;
 mod static_;
@@ -14,6 +15,7 @@ use crate::config::{UserdbConfig, UserdbDriver};
 use crate::db::Resources;
 
 pub use ldap::Ldap;
+pub use passwd::Passwd;
 pub use passwd_file::PasswdFile;
 pub use prefetch::Prefetch;
 pub use static_::Static;
@@ -104,5 +106,7 @@ pub fn build(config: &UserdbConfig, resources: &Resources) -> Arc<dyn Userdb> {
         UserdbDriver::Static { fields, allow_all_users } => Arc::new(Static::new(fields.clone(), *allow_all_users)),
         // Each LDAP block has its own pool (see db::ldap).
         UserdbDriver::Ldap(settings) => Arc::new(Ldap::new((**settings).clone())),
+        // NSS may go to the network: every call on the blocking pool.
+        UserdbDriver::Passwd { first_valid_uid, last_valid_uid } => Arc::new(Passwd::new(resources.pool.clone(), *first_valid_uid, *last_valid_uid)),
     }
 }
