@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from any directory:
 #   1. scripts/install-deps.sh   real peers (dovecot-core, postfix, swaks); installs as root
-#   2. cargo build --all-targets
+#   2. cargo fmt --check, then cargo build --all-targets
 #   3. scripts/run-tests.sh      every test binary of `cargo test --all-targets`: the fast ones in
 #                                turn, the real-peer ones (Postfix, doveadm, slapd, winbindd, PAM)
 #                                in parallel groups; most real-peer tests need root
@@ -41,6 +41,11 @@ step() { # name command...
 }
 
 step "scripts/install-deps.sh" bash scripts/install-deps.sh
+if cargo fmt --version >/dev/null 2>&1; then
+  step "cargo fmt --check (rustfmt.toml)" cargo fmt --check
+else
+  summary+=("skip  cargo fmt --check (no rustfmt on this toolchain)")
+fi
 step "cargo build --all-targets" cargo build --all-targets
 step "scripts/run-tests.sh (every test binary; real-peer ones side by side)" scripts/run-tests.sh
 if [ -f scripts/fuzz-smoke.sh ] && [ -x scripts/fuzz-smoke.sh ]; then

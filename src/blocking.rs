@@ -44,11 +44,7 @@ pub struct Pool {
 impl Pool {
     /// Starts `threads` workers (0 means one per core) with room for `queue` waiting jobs.
     pub fn new(threads: usize, queue: usize) -> std::io::Result<Pool> {
-        let threads = if threads == 0 {
-            thread::available_parallelism().map(usize::from).unwrap_or(2)
-        } else {
-            threads
-        };
+        let threads = if threads == 0 { thread::available_parallelism().map(usize::from).unwrap_or(2) } else { threads };
         let (tx, rx) = sync_channel::<Job>(queue.max(1));
         // A std Mutex around the receiver: workers hold it only while taking the next job.
         let rx = Arc::new(Mutex::new(rx));

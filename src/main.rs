@@ -207,7 +207,11 @@ fn raise_open_files(config: &Config) {
         limit = hard;
     }
     if limit < needed {
-        tracing::warn!(open_files = limit, needed, "the connection budgets of the listeners need more file descriptors than allowed; raise LimitNOFILE or lower max_connections");
+        tracing::warn!(
+            open_files = limit,
+            needed,
+            "the connection budgets of the listeners need more file descriptors than allowed; raise LimitNOFILE or lower max_connections"
+        );
     }
 }
 

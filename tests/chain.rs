@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use saslgate::auth::{AuthOutcome, Authenticator};
-use saslgate::request::RequestInfo;
 use saslgate::protocol::FailCode;
+use saslgate::request::RequestInfo;
 use saslgate::sasl::PlainCredentials;
 use saslgate::secret::Secret;
 
@@ -25,14 +25,22 @@ fn setup(files: &[(&str, &str)], auth_extra: &str, passdbs: &str) -> Setup {
             std::fs::write(path, content).unwrap();
         }
     }
-    let yaml = format!("listeners:\n  - {{ path: s }}\nauth:\n  mechanisms: [plain, login, external, cram-md5]\n  failure_delay: 0s\n{auth_extra}\npassdbs:\n{passdbs}");
+    let yaml = format!(
+        "listeners:\n  - {{ path: s }}\nauth:\n  mechanisms: [plain, login, external, cram-md5]\n  failure_delay: 0s\n{auth_extra}\npassdbs:\n{passdbs}"
+    );
     let config = saslgate::config::parse(&yaml, "chain.yaml", dir.path()).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     let pool = saslgate::blocking::Pool::new(1, 16).unwrap();
     Setup { auth: Authenticator::from_config(&config, &pool), _dir: dir }
 }
 
 fn info(mech: &'static str) -> RequestInfo {
-    RequestInfo { service: "imap".into(), mech: Some(mech), rip: Some("192.0.2.10".parse().unwrap()), real_rip: Some("192.0.2.10".parse().unwrap()), ..RequestInfo::default() }
+    RequestInfo {
+        service: "imap".into(),
+        mech: Some(mech),
+        rip: Some("192.0.2.10".parse().unwrap()),
+        real_rip: Some("192.0.2.10".parse().unwrap()),
+        ..RequestInfo::default()
+    }
 }
 
 async fn plain(s: &Setup, user: &str, pass: &str) -> AuthOutcome {
@@ -61,7 +69,11 @@ fn code(o: &AuthOutcome) -> Option<FailCode> {
 const TWO: &[(&str, &str)] = &[("one", "alice:{PLAIN}pw1::::::from=one\nshared:{PLAIN}s1\n"), ("two", "alice:{PLAIN}pw2::::::from=two\nbob:{PLAIN}b\n")];
 
 fn two(rules1: &str, rules2: &str) -> Setup {
-    setup(TWO, "", &format!("  - {{ driver: passwd-file, path: one, scheme: PLAIN{rules1} }}\n  - {{ driver: passwd-file, path: two, scheme: PLAIN{rules2} }}\n"))
+    setup(
+        TWO,
+        "",
+        &format!("  - {{ driver: passwd-file, path: one, scheme: PLAIN{rules1} }}\n  - {{ driver: passwd-file, path: two, scheme: PLAIN{rules2} }}\n"),
+    )
 }
 
 #[tokio::test]
@@ -180,7 +192,11 @@ async fn internal_failures_are_temporary_never_ok() {
     // ... but a failure after an outage is a temporary failure, not "wrong password".
     assert_eq!(code(&plain(&s, "alice", "nope").await), Some(FailCode::TempFail));
     assert_eq!(code(&plain(&s, "nobody", "pw").await), Some(FailCode::TempFail));
-    let s = setup(files, "", "  - { driver: passwd-file, path: broken, scheme: PLAIN, result_internalfail: return-fail }\n  - { driver: passwd-file, path: users, scheme: PLAIN }\n");
+    let s = setup(
+        files,
+        "",
+        "  - { driver: passwd-file, path: broken, scheme: PLAIN, result_internalfail: return-fail }\n  - { driver: passwd-file, path: users, scheme: PLAIN }\n",
+    );
     assert_eq!(code(&plain(&s, "alice", "pw").await), Some(FailCode::TempFail));
 }
 
@@ -193,7 +209,8 @@ async fn field_template_order_default_driver_override() {
     );
     let mut f = ok_fields(&plain(&s, "alice", "pw").await);
     f.sort();
-    let want: Vec<(String, String)> = [("a", "driver"), ("b", "override"), ("c", "default-alice"), ("d", "imap")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let want: Vec<(String, String)> =
+        [("a", "driver"), ("b", "override"), ("c", "default-alice"), ("d", "imap")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     assert_eq!(f, want);
 }
 
@@ -340,11 +357,7 @@ async fn user_name_rules() {
 
 #[tokio::test]
 async fn proxy_with_nopassword_is_refused_on_auth_only_sockets() {
-    let s = setup(
-        &[("users", "px:::::::proxy=y host=10.9.8.7 nopassword nologin=yes\n")],
-        "",
-        "  - { driver: passwd-file, path: users, scheme: PLAIN }\n",
-    );
+    let s = setup(&[("users", "px:::::::proxy=y host=10.9.8.7 nopassword nologin=yes\n")], "", "  - { driver: passwd-file, path: users, scheme: PLAIN }\n");
     // An auth-only socket (no CPID): Postfix would accept any password.
     assert!(!is_ok(&plain(&s, "px", "anything").await));
     // A login socket (with a CPID): the proxy target checks the password; flags are bare.

@@ -238,7 +238,10 @@ fn replace_auth_config(dir: &Path) -> PathBuf {
     // The example as shipped, with the sockets moved under this Dovecot's base_dir and no
     // failure delay (speed).
     let base = dir.join("run");
-    let text = fs::read_to_string(example("dovecot-replace-auth.yaml")).unwrap().replace("/run/dovecot/", &format!("{}/", base.display())).replace("auth:\n", "auth:\n  failure_delay: 0s\n");
+    let text = fs::read_to_string(example("dovecot-replace-auth.yaml"))
+        .unwrap()
+        .replace("/run/dovecot/", &format!("{}/", base.display()))
+        .replace("auth:\n", "auth:\n  failure_delay: 0s\n");
     let yaml = dir.join("dovecot-replace-auth.yaml");
     write(&yaml, &text);
     yaml
@@ -252,7 +255,8 @@ fn stock_dovecot_imap_in_both_modes() {
     // Mode A: saslgate is Dovecot's auth executable.
     let a_dir = world_dir();
     let yaml = replace_auth_config(a_dir.path());
-    let a = Dovecot::start(a_dir.path(), free_port(), &format!("service auth {{\n  executable = {SASLGATE} --dovecot-service --config {}\n}}\n", yaml.display()));
+    let a =
+        Dovecot::start(a_dir.path(), free_port(), &format!("service auth {{\n  executable = {SASLGATE} --dovecot-service --config {}\n}}\n", yaml.display()));
     imap_scenario(&a, &a_dir.path().join("home/alice"), "service mode");
     let log = a.log_text();
     assert!(log.contains("auth: Info: saslgate started as Dovecot's auth service"), "saslgate's log lines reach Dovecot's log with its prefix:\n{log}");
@@ -274,7 +278,10 @@ fn stock_dovecot_imap_in_both_modes() {
     eprintln!("doveadm answers (service mode):\n{}", a_answers.join("\n---\n"));
     // Nothing of Dovecot's is unlinked when saslgate stops with it.
     drop(a);
-    assert!(Command::new("pgrep").args(["-f", "--", &format!("--config {}", yaml.display())]).output().unwrap().stdout.is_empty(), "saslgate outlived Dovecot's master");
+    assert!(
+        Command::new("pgrep").args(["-f", "--", &format!("--config {}", yaml.display())]).output().unwrap().stdout.is_empty(),
+        "saslgate outlived Dovecot's master"
+    );
 
     // Mode B: saslgate on its own sockets beside Dovecot.
     let b_dir = world_dir();
@@ -365,7 +372,24 @@ fn tls_client_certificates_through_imap_login() {
     openssl(d, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=saslgate test CA"]);
     for (name, cn) in [("server", "localhost"), ("client", "alice")] {
         openssl(d, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr"), "-subj", &format!("/CN={cn}")]);
-        openssl(d, &["x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", &format!("{name}.pem"), "-days", "1"]);
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                "-days",
+                "1",
+            ],
+        );
     }
     for f in ["ca.pem", "server.pem", "server.key", "client.pem", "client.key"] {
         fs::set_permissions(d.join(f), fs::Permissions::from_mode(0o644)).unwrap();

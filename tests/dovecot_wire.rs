@@ -60,7 +60,14 @@ impl Dovecot {
         )
         .unwrap();
         let err = dir.join("dovecot.stderr");
-        let status = Command::new("/usr/sbin/dovecot").arg("-c").arg(&conf).stdin(Stdio::null()).stdout(Stdio::null()).stderr(File::create(&err).unwrap()).status().unwrap();
+        let status = Command::new("/usr/sbin/dovecot")
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&err).unwrap())
+            .status()
+            .unwrap();
         assert!(status.success(), "dovecot did not start: {}", fs::read_to_string(&err).unwrap_or_default());
         let d = Dovecot { run };
         wait_socket(&d.run.join("auth-client"), "dovecot", &log);
@@ -100,7 +107,15 @@ impl Saslgate {
         )
         .unwrap();
         let log = dir.join("saslgate.stderr");
-        let child = Command::new(SASLGATE).arg("--config").arg(&config).env_remove("SASLGATE_LOG").stdin(Stdio::null()).stdout(Stdio::null()).stderr(File::create(&log).unwrap()).spawn().unwrap();
+        let child = Command::new(SASLGATE)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("SASLGATE_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
         wait_socket(&dir.join("sg-auth-client"), "saslgate", &log);
         Saslgate { child, log }
     }

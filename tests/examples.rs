@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-
 use saslgate::client::Connection;
 use saslgate::server::{self, listener};
 
@@ -121,15 +120,9 @@ async fn certificate_or_password() {
 async fn client_certificate_required_except_smtp() {
     let r = start("client-cert-required.yaml").await;
     let mut login = Conn::client(r.socket("auth-login")).await;
-    assert_eq!(
-        login.auth(1, "PLAIN", "imap\tno-penalty", b"\0alice\0alice-secret").await,
-        "FAIL\t1\treason=Client didn't present valid SSL certificate"
-    );
+    assert_eq!(login.auth(1, "PLAIN", "imap\tno-penalty", b"\0alice\0alice-secret").await, "FAIL\t1\treason=Client didn't present valid SSL certificate");
     assert_eq!(login.auth(2, "EXTERNAL", "imap\tno-penalty\tvalid-client-cert\tcert_username=carol", b"").await, "OK\t2\tuser=carol");
-    assert_eq!(
-        login.auth(3, "PLAIN", "imap\tno-penalty\tvalid-client-cert\tcert_username=alice", b"\0alice\0alice-secret").await,
-        "OK\t3\tuser=alice"
-    );
+    assert_eq!(login.auth(3, "PLAIN", "imap\tno-penalty\tvalid-client-cert\tcert_username=alice", b"\0alice\0alice-secret").await, "OK\t3\tuser=alice");
     // A certificate for carol cannot be used with alice's password.
     assert_eq!(
         login.auth(4, "PLAIN", "imap\tno-penalty\tvalid-client-cert\tcert_username=carol", b"\0alice\0alice-secret").await,
@@ -182,7 +175,10 @@ async fn active_directory() {
     assert_eq!(config.group.as_deref(), Some("winbindd_priv"));
     assert_eq!(config.winbind.helper_path, Path::new("/usr/bin/ntlm_auth"));
     assert!(config.passdbs.is_empty());
-    assert!(matches!(config.userdbs[..], [saslgate::config::UserdbConfig { driver: saslgate::config::UserdbDriver::Static { allow_all_users: true, .. }, .. }]));
+    assert!(matches!(
+        config.userdbs[..],
+        [saslgate::config::UserdbConfig { driver: saslgate::config::UserdbDriver::Static { allow_all_users: true, .. }, .. }]
+    ));
     let r = start("active-directory.yaml").await;
     let mut conn = Connection::open(r.socket("auth")).await.unwrap();
     let handshake = conn.read_client_handshake().await.unwrap();

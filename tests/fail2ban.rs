@@ -157,7 +157,9 @@ fn forged_failure_lines_at_debug_level_are_not_counted() {
     let mut logged = String::new();
     while start.elapsed() < Duration::from_secs(10) {
         logged = std::fs::read_to_string(&log).unwrap();
-        if logged.matches("INFO saslgate::auth::fail: auth failed rip=192.0.2.5 ").count() == 5 && logged.matches("INFO saslgate::auth::ok: auth succeeded").count() == 4 {
+        if logged.matches("INFO saslgate::auth::fail: auth failed rip=192.0.2.5 ").count() == 5
+            && logged.matches("INFO saslgate::auth::ok: auth succeeded").count() == 4
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -304,11 +304,19 @@ fn socket_setup_never_follows_a_symlink_swapped_in_by_the_folder_owner() {
             }
             Err(log) => {
                 refused += 1;
-                assert!(log.contains("replaced while saslgate was starting") || log.contains("changed while saslgate was starting"), "round {round}: unclear refusal:\n{log}");
+                assert!(
+                    log.contains("replaced while saslgate was starting") || log.contains("changed while saslgate was starting"),
+                    "round {round}: unclear refusal:\n{log}"
+                );
             }
         }
         let meta = std::fs::metadata(&target).unwrap();
-        assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (0, 0, 0o600), "round {round}: the daemon changed the target through the symlink:\n{}", d.log());
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (0, 0, 0o600),
+            "round {round}: the daemon changed the target through the symlink:\n{}",
+            d.log()
+        );
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "root only\n");
         let in_victim: Vec<_> = std::fs::read_dir(&victim).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(in_victim, vec![std::ffi::OsString::from("secret")], "round {round}: the daemon created a file in the victim's folder");
@@ -534,7 +542,8 @@ fn a_client_idle_in_a_cont_does_not_hold_shutdown_beyond_shutdown_timeout() {
 fn limits_keys_have_documented_defaults_and_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("u.passwd"), "alice:{PLAIN}pw\n").unwrap();
-    let yaml = |listeners: &str, limits: &str| format!("listeners:\n{listeners}passdbs:\n  - {{ driver: passwd-file, path: u.passwd, scheme: PLAIN }}\n{limits}");
+    let yaml =
+        |listeners: &str, limits: &str| format!("listeners:\n{listeners}passdbs:\n  - {{ driver: passwd-file, path: u.passwd, scheme: PLAIN }}\n{limits}");
     let one = "  - { path: auth-client }\n  - { path: auth-userdb, mode: \"0666\", max_connections: 50 }\n";
     let c = saslgate::config::parse(&yaml(one, ""), "t.yaml", dir.path()).unwrap();
     assert_eq!(c.limits.max_connections, 1000);
@@ -544,8 +553,16 @@ fn limits_keys_have_documented_defaults_and_clear_errors() {
     assert_eq!(c.listeners[0].max_connections, None);
     assert_eq!(c.listeners[1].max_connections, Some(50));
     assert!(!c.listeners[0].world_accessible() && c.listeners[1].world_accessible());
-    let c = saslgate::config::parse(&yaml(one, "limits:\n  max_connections_per_uid: 0\n  handshake_timeout: 500ms\n  shutdown_timeout: 3s\n"), "t.yaml", dir.path()).unwrap();
-    assert_eq!((c.limits.max_connections_per_uid, c.limits.handshake_timeout, c.limits.shutdown_timeout), (0, Duration::from_millis(500), Duration::from_secs(3)));
+    let c = saslgate::config::parse(
+        &yaml(one, "limits:\n  max_connections_per_uid: 0\n  handshake_timeout: 500ms\n  shutdown_timeout: 3s\n"),
+        "t.yaml",
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(
+        (c.limits.max_connections_per_uid, c.limits.handshake_timeout, c.limits.shutdown_timeout),
+        (0, Duration::from_millis(500), Duration::from_secs(3))
+    );
     for (listeners, limits, wanted) in [
         ("  - { path: s, max_connections: 0 }\n", "", "listeners[0].max_connections: must be at least 1"),
         ("  - { path: s, max_connections: 5000000 }\n", "", "listeners[0].max_connections: at most 1000000"),

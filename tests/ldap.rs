@@ -338,7 +338,11 @@ fn auth_bind_mode_with_search_and_with_dn_template() {
 
 fn doveadm(dir: &Path, args: &[&str]) -> (i32, String) {
     let conf = dir.join("dovecot.conf");
-    fs::write(&conf, format!("protocols = none\nbase_dir = {d}/dovecot-run\nstate_dir = {d}/dovecot-state\nssl = no\nlog_path = /dev/stderr\n", d = dir.display())).unwrap();
+    fs::write(
+        &conf,
+        format!("protocols = none\nbase_dir = {d}/dovecot-run\nstate_dir = {d}/dovecot-state\nssl = no\nlog_path = /dev/stderr\n", d = dir.display()),
+    )
+    .unwrap();
     let out = Command::new("doveadm").arg("-c").arg(&conf).args(args).output().expect("doveadm (Debian package dovecot-core)");
     (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }

@@ -183,13 +183,11 @@ async fn hung_modules_time_out_while_other_logins_are_answered() {
         hung.push(tokio::spawn(async move { (c.line().await, started.elapsed()) }));
     }
     tokio::time::sleep(Duration::from_millis(300)).await; // the hung calls hold their slots
-    // Meanwhile other PAM logins are answered quickly, right or wrong.
+                                                          // Meanwhile other PAM logins are answered quickly, right or wrong.
     let mut c = d.client().await;
-    for (id, user, pw, want) in [
-        (1, "pamuser1", "pampw1", "OK\t1\tuser=pamuser1"),
-        (2, "pamuser1", "bad", "FAIL\t2\tuser=pamuser1"),
-        (3, "pamuser2", "pä ss€", "OK\t3\tuser=pamuser2"),
-    ] {
+    for (id, user, pw, want) in
+        [(1, "pamuser1", "pampw1", "OK\t1\tuser=pamuser1"), (2, "pamuser1", "bad", "FAIL\t2\tuser=pamuser1"), (3, "pamuser2", "pä ss€", "OK\t3\tuser=pamuser2")]
+    {
         let t = Instant::now();
         assert_eq!(c.plain(id, user, pw).await, want);
         assert!(t.elapsed() < Duration::from_secs(1), "login {id} took {:?} while PAM calls hang", t.elapsed());

@@ -63,11 +63,7 @@ auth:\n{auth}\n{passdbs}{userdbs}{extra}"
         let pool = saslgate::blocking::Pool::new(config.pool.threads, config.pool.queue).unwrap();
         let auth = Arc::new(saslgate::auth::Authenticator::from_config(&config, &pool));
         let shared = Arc::new(server::Shared::new(&config, auth));
-        let listeners = config
-            .listeners
-            .iter()
-            .map(|l| (listener::into_tokio(listener::bind(l).unwrap()).unwrap(), l.clone()))
-            .collect();
+        let listeners = config.listeners.iter().map(|l| (listener::into_tokio(listener::bind(l).unwrap()).unwrap(), l.clone())).collect();
         let (stop, stopped) = oneshot::channel::<()>();
         let max = config.limits.max_connections;
         let task = tokio::spawn(server::run(listeners, shared, max, async {
@@ -362,7 +358,13 @@ async fn protocol_errors_close_only_that_connection() {
 #[tokio::test]
 async fn handshake_errors_close() {
     let d = Daemon::start(NO_DELAY).await;
-    for hello in [&b"VERSION\t2\t0\n"[..], b"VERSION\t1\t2\tx\n", b"AUTH\t1\tPLAIN\tservice=x\n", b"VERSION\t1\t2\nAUTH\t1\tPLAIN\tservice=x\n", b"VERSION\t1\t2\nCPID\t0\n"] {
+    for hello in [
+        &b"VERSION\t2\t0\n"[..],
+        b"VERSION\t1\t2\tx\n",
+        b"AUTH\t1\tPLAIN\tservice=x\n",
+        b"VERSION\t1\t2\nAUTH\t1\tPLAIN\tservice=x\n",
+        b"VERSION\t1\t2\nCPID\t0\n",
+    ] {
         let mut c = Conn::open(&d.path("auth-client")).await;
         for _ in 0..7 {
             c.line().await;
@@ -435,7 +437,11 @@ async fn master_lookups_and_login_request() {
     // A REQUEST with a wrong cookie must not destroy the login that the right one claims
     // (Dovecot checks the cookie first; issue 8, finding 7).
     m.send(&format!("REQUEST\t9\t{pid}\t1\t{cookie}\n")).await;
-    assert_eq!(m.line().await, "USER\t9\talice\tuid=1000\tgid=1000\thome=/home/alice\tmail=maildir:~/Maildir\tauth_mech=PLAIN", "the wrong-cookie attempt left id 1 alone");
+    assert_eq!(
+        m.line().await,
+        "USER\t9\talice\tuid=1000\tgid=1000\thome=/home/alice\tmail=maildir:~/Maildir\tauth_mech=PLAIN",
+        "the wrong-cookie attempt left id 1 alone"
+    );
     // Requests made on auth-client can never be claimed.
     let mut c = d.client().await;
     c.send(&format!("AUTH\t3\tPLAIN\tservice=imap\tresp={}\n", b64(b"\0alice\0secret"))).await;
@@ -562,7 +568,9 @@ async fn external_uses_the_certificate_user() {
     }
     // A valid certificate without a user name is refused at once, for every mechanism
     // (CVE-2019-3814: the SASL name must never stand in for a missing certificate name).
-    for (id, mech, params) in [(7, "EXTERNAL", "\tvalid-client-cert"), (8, "EXTERNAL", "\tvalid-client-cert\tcert_username="), (10, "PLAIN", "\tvalid-client-cert")] {
+    for (id, mech, params) in
+        [(7, "EXTERNAL", "\tvalid-client-cert"), (8, "EXTERNAL", "\tvalid-client-cert\tcert_username="), (10, "PLAIN", "\tvalid-client-cert")]
+    {
         c.send(&format!("AUTH\t{id}\t{mech}\tservice=imap{params}\tresp={}\n", b64(b"\0alice\0secret"))).await;
         assert_eq!(c.line().await, format!("FAIL\t{id}\treason=SSL certificate didn't contain username"));
     }
@@ -614,7 +622,9 @@ async fn plaintext_needs_a_secured_connection() {
     assert_eq!(c.line().await, "FAIL\t1\treason=Plaintext authentication disallowed on non-secure (SSL/TLS) connections.");
     c.send("AUTH\t2\tLOGIN\tservice=imap\trip=192.0.2.1\n").await;
     assert_eq!(c.line().await, "FAIL\t2\treason=Plaintext authentication disallowed on non-secure (SSL/TLS) connections.");
-    for (id, params) in [(3, "\tsecured\trip=192.0.2.1"), (4, "\tsecured=tls\trip=192.0.2.1"), (5, "\tlip=127.0.0.1\trip=127.0.0.1"), (6, "\tlip=192.0.2.2\trip=10.9.8.7")] {
+    for (id, params) in
+        [(3, "\tsecured\trip=192.0.2.1"), (4, "\tsecured=tls\trip=192.0.2.1"), (5, "\tlip=127.0.0.1\trip=127.0.0.1"), (6, "\tlip=192.0.2.2\trip=10.9.8.7")]
+    {
         c.send(&format!("AUTH\t{id}\tPLAIN\tservice=imap{params}\tresp={alice}\n")).await;
         assert!(c.line().await.starts_with(&format!("OK\t{id}\tuser=alice")), "{params}");
     }
@@ -697,7 +707,11 @@ fn digest_md5_response(challenge: &str, user: &str, realm: &str, pass: &str) -> 
 async fn digest_md5_hashes_the_name_the_client_sent() {
     let d = Daemon::start("  mechanisms: [plain, digest-md5]\n  failure_delay: 0s").await;
     let stored = saslgate::scheme::generate(saslgate::scheme::Scheme::DigestMd5, b"dpw", "dig@example.org", None).unwrap();
-    std::fs::write(d.path("users.passwd"), format!("plain:{{PLAIN}}ppw\nplain@example.test:{{PLAIN}}qpw\ndig@example.org:{{DIGEST-MD5}}{stored}\nu@ex@mple:{{PLAIN}}upw\n")).unwrap();
+    std::fs::write(
+        d.path("users.passwd"),
+        format!("plain:{{PLAIN}}ppw\nplain@example.test:{{PLAIN}}qpw\ndig@example.org:{{DIGEST-MD5}}{stored}\nu@ex@mple:{{PLAIN}}upw\n"),
+    )
+    .unwrap();
     let mut c = d.client().await;
     // (id, user as sent, realm, password, expected reply)
     let rows = [
@@ -818,11 +832,7 @@ async fn proxied_master_logins_name_the_master_and_templates_see_the_password() 
 
 #[tokio::test]
 async fn a_listener_can_refuse_plaintext_whatever_the_service() {
-    let d = Daemon::start_with(
-        NO_DELAY,
-        "listeners:\n  - { path: auth-client, disable_plaintext_auth: true }\n  - { path: auth-open }\n",
-    )
-    .await;
+    let d = Daemon::start_with(NO_DELAY, "listeners:\n  - { path: auth-client, disable_plaintext_auth: true }\n  - { path: auth-open }\n").await;
     let alice = b64(b"\0alice\0secret");
     let mut strict = d.client().await;
     strict.send(&format!("AUTH\t1\tPLAIN\tservice=smtp\trip=192.0.2.1\tresp={alice}\n")).await;

@@ -377,12 +377,7 @@ fn doveadm_userdb_socket_lookups() {
         let out = doveadm.run(&["user", "-a", &userdb, u.name]);
         assert!(out.code() == 0, "USER lookup of {}\n{out}", u.name);
         let home = tmp.path().join("home").join(u.name);
-        for want in [
-            format!("uid\t{}", u.uid),
-            format!("gid\t{}", u.uid),
-            format!("home\t{}", home.display()),
-            "quota_rule\t*:storage=1G".to_owned(),
-        ] {
+        for want in [format!("uid\t{}", u.uid), format!("gid\t{}", u.uid), format!("home\t{}", home.display()), "quota_rule\t*:storage=1G".to_owned()] {
             assert!(out.stdout.lines().any(|l| l == want), "USER lookup of {}: no line {want:?}\n{out}", u.name);
         }
     }
@@ -712,7 +707,20 @@ fn postfix_smtp_auth_through_saslgate() {
     let u = user("sha512");
     let out = swaks(
         pf.port,
-        &["--from", "sha512@example.test", "--to", "rcpt@remote.example", "--auth", "LOGIN", "--auth-user", u.name, "--auth-password", u.pass, "--quit-after", "RCPT"],
+        &[
+            "--from",
+            "sha512@example.test",
+            "--to",
+            "rcpt@remote.example",
+            "--auth",
+            "LOGIN",
+            "--auth-user",
+            u.name,
+            "--auth-password",
+            u.pass,
+            "--quit-after",
+            "RCPT",
+        ],
     );
     assert_eq!(reply_to(&out, "AUTH").map(|(c, _)| c), Some(235), "AUTH before the relay\n{out}");
     let got = reply_to(&out, "RCPT TO");
@@ -826,7 +834,8 @@ fn scram_with_an_independent_client() {
 /// password only works for the certificate's user; `service=` selects the per-service policy.
 #[test]
 fn doveadm_auth_test_with_certificate_parameters() {
-    let (tmp, doveadm, sg) = setup("{ mechanisms: [plain, login], failure_delay: 0s, penalty_max: 0s, ssl_username_from_cert: true, ssl_require_client_cert: true }");
+    let (tmp, doveadm, sg) =
+        setup("{ mechanisms: [plain, login], failure_delay: 0s, penalty_max: 0s, ssl_username_from_cert: true, ssl_require_client_cert: true }");
     let _ = tmp;
     let client = sg.sock_str("auth-client");
     let (plain, sha) = (user("plain"), user("sha512"));

@@ -29,7 +29,9 @@ fn require(path: &str, package: &str) -> PathBuf {
     } else {
         ["/usr/bin", "/usr/sbin", "/bin", "/sbin"].iter().map(|d| Path::new(d).join(path)).find(|p| p.exists())
     };
-    found.unwrap_or_else(|| panic!("this test needs `{path}` from the Debian package `{package}`: run scripts/install-deps.sh as root (or apt-get install {package})"))
+    found.unwrap_or_else(|| {
+        panic!("this test needs `{path}` from the Debian package `{package}`: run scripts/install-deps.sh as root (or apt-get install {package})")
+    })
 }
 
 /// The binary, running until dropped; stderr kept for a failing test.
@@ -90,7 +92,11 @@ fn doveadm(dir: &Path, args: &[&str]) -> (i32, String) {
     let bin = require("doveadm", "dovecot-core");
     let conf = dir.join("dovecot.conf");
     if !conf.exists() {
-        fs::write(&conf, format!("protocols = none\nbase_dir = {d}/dovecot-run\nstate_dir = {d}/dovecot-state\nssl = no\nlog_path = /dev/stderr\n", d = dir.display())).unwrap();
+        fs::write(
+            &conf,
+            format!("protocols = none\nbase_dir = {d}/dovecot-run\nstate_dir = {d}/dovecot-state\nssl = no\nlog_path = /dev/stderr\n", d = dir.display()),
+        )
+        .unwrap();
     }
     let out = Command::new(bin).arg("-c").arg(&conf).args(args).stdin(Stdio::null()).output().unwrap();
     let text = format!("{}\n--- stderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -119,7 +125,9 @@ fn passwd_userdb_through_nss_wrapper_and_doveadm() {
     let d = Daemon::start(dir, "passdbs:\n  - { driver: passwd-file, path: users.passwd }\nuserdbs:\n  - { driver: passwd }\n", &env);
     let userdb = d.sock("auth-userdb");
 
-    for (name, uid, gid, home) in [("mailer", 2001, 3001, "/srv/mail/mailer"), ("second", 2002, 3002, "/srv/mail/second"), ("highuid", 70000, 3001, "/srv/mail/high")] {
+    for (name, uid, gid, home) in
+        [("mailer", 2001, 3001, "/srv/mail/mailer"), ("second", 2002, 3002, "/srv/mail/second"), ("highuid", 70000, 3001, "/srv/mail/high")]
+    {
         let (code, out) = doveadm(dir, &["user", "-a", &userdb, name]);
         assert_eq!(code, 0, "USER {name}\n{out}");
         for want in [format!("uid\t{uid}"), format!("gid\t{gid}"), format!("home\t{home}"), format!("system_groups_user\t{name}")] {
@@ -141,7 +149,11 @@ fn passwd_userdb_through_nss_wrapper_and_doveadm() {
     let dir2 = tempfile::tempdir().unwrap();
     let dir2 = dir2.path();
     fs::write(dir2.join("users.passwd"), "").unwrap();
-    let d = Daemon::start(dir2, "passdbs:\n  - { driver: passwd-file, path: users.passwd }\nuserdbs:\n  - { driver: passwd, first_valid_uid: 2002, last_valid_uid: 65535 }\n", &env);
+    let d = Daemon::start(
+        dir2,
+        "passdbs:\n  - { driver: passwd-file, path: users.passwd }\nuserdbs:\n  - { driver: passwd, first_valid_uid: 2002, last_valid_uid: 65535 }\n",
+        &env,
+    );
     let (code, out) = doveadm(dir2, &["user", "-a", &d.sock("auth-userdb"), "*"]);
     assert_eq!(code, 0, "LIST\n{out}");
     let listed: Vec<&str> = out.split("--- stderr:").next().unwrap().lines().map(str::trim).filter(|l| !l.is_empty()).collect();
@@ -209,12 +221,18 @@ fn shadow_passdb_over_a_test_file() {
         ),
     )
     .unwrap();
-    let d = Daemon::start(dir, "passdbs:\n  - { driver: shadow, path: shadow }\nuserdbs:\n  - { driver: static, fields: { uid: 1000, gid: 1000, home: \"/srv/%u\" } }\n", &[]);
+    let d = Daemon::start(
+        dir,
+        "passdbs:\n  - { driver: shadow, path: shadow }\nuserdbs:\n  - { driver: static, fields: { uid: 1000, gid: 1000, home: \"/srv/%u\" } }\n",
+        &[],
+    );
     let client = d.sock("auth-client");
 
     assert_eq!(plain(&client, 1, "alice", "s3cret pw"), "OK\t1\tuser=alice");
     assert_eq!(plain(&client, 2, "later", "s3cret pw"), "OK\t2\tuser=later");
-    for (id, user, pass) in [(3, "alice", "wrong"), (4, "locked", "s3cret pw"), (5, "star", "s3cret pw"), (6, "expired", "s3cret pw"), (7, "nobody", "s3cret pw"), (8, "alice", "")] {
+    for (id, user, pass) in
+        [(3, "alice", "wrong"), (4, "locked", "s3cret pw"), (5, "star", "s3cret pw"), (6, "expired", "s3cret pw"), (7, "nobody", "s3cret pw"), (8, "alice", "")]
+    {
         let reply = plain(&client, id, user, pass);
         assert!(reply.starts_with(&format!("FAIL\t{id}")), "{user}/{pass:?}: {reply}");
         assert!(!reply.contains("temp"), "{user}: a disabled or wrong login is a plain FAIL, not a temporary failure: {reply}");

@@ -14,8 +14,8 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
-use saslgate::db::helper::{HelperError, MechHelper};
 use saslgate::config::WinbindSettings;
+use saslgate::db::helper::{HelperError, MechHelper};
 use saslgate::db::winbind::HelperPool;
 use saslgate::sasl::winbind::HelperProtocol;
 use saslgate::sasl::{MechFailure, Mechanism, Step, Winbind};
@@ -223,11 +223,7 @@ async fn stopped_winbindd_is_a_temporary_failure_and_recovers() {
     for p in [&ntlm, &spnego] {
         for pass in [USER1.1, "wrong"] {
             let end = exchange(p, &mut Client::new(p.protocol(), USER1.0, pass, DOMAIN), |_| {}).await;
-            assert!(
-                matches!(end, End::Step(Step::Fail(MechFailure::HelperBroken(_) | MechFailure::Unavailable(_)))),
-                "{:?} {pass}: {end:?}",
-                p.protocol()
-            );
+            assert!(matches!(end, End::Step(Step::Fail(MechFailure::HelperBroken(_) | MechFailure::Unavailable(_)))), "{:?} {pass}: {end:?}", p.protocol());
         }
     }
     wb.restart();

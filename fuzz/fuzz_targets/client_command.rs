@@ -3,9 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use saslgate::protocol::client::{
-    parse_cpid, parse_version, ClientCommand, InitialResponse, Reply,
-};
+use saslgate::protocol::client::{parse_cpid, parse_version, ClientCommand, InitialResponse, Reply};
 use saslgate::protocol::escape::unescape;
 
 fuzz_target!(|data: &[u8]| {

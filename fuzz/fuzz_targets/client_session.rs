@@ -86,18 +86,9 @@ fn fixture() -> &'static Fixture {
         }
         let config = saslgate::config::parse(CONFIG, "fuzz", &dir).expect("fuzz config is valid");
         let pool = Pool::new(1, 16).expect("blocking pool");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("runtime");
         let auth = rt.block_on(async { Arc::new(Authenticator::from_config(&config, &pool)) });
-        let fx = Fixture {
-            rt,
-            config,
-            auth,
-            cpid: 1.into(),
-        };
+        let fx = Fixture { rt, config, auth, cpid: 1.into() };
         // The first lookup reads the passwd-file on the blocking pool, and the paused clock does
         // not wait for pool threads, so warm the cache up until a login works. Afterwards every
         // lookup finds the file fresh and stays on the runtime.
@@ -112,23 +103,11 @@ fn fixture() -> &'static Fixture {
         }
         // Self-test: the fixture and the oracle work.
         let good = run(&fx, plain_ok);
-        assert!(
-            good.contains("\nOK\t1\tuser=fuzzuser"),
-            "self-test: PLAIN login failed:\n{good}"
-        );
-        let login = run(
-            &fx,
-            b"\x03AUTH\t2\tLOGIN\tservice=imap\nCONT\t2\tZnV6enVzZXI=\nCONT\t2\tZnV6enBhc3M=\n",
-        );
-        assert!(
-            login.contains("\nOK\t2\tuser=fuzzuser"),
-            "self-test: LOGIN login failed:\n{login}"
-        );
+        assert!(good.contains("\nOK\t1\tuser=fuzzuser"), "self-test: PLAIN login failed:\n{good}");
+        let login = run(&fx, b"\x03AUTH\t2\tLOGIN\tservice=imap\nCONT\t2\tZnV6enVzZXI=\nCONT\t2\tZnV6enBhc3M=\n");
+        assert!(login.contains("\nOK\t2\tuser=fuzzuser"), "self-test: LOGIN login failed:\n{login}");
         let bad = run(&fx, &with_flags(1, saslgate::client::auth_plain(3, "smtp", "fuzzuser", "wrongpass", &[])));
-        assert!(
-            bad.contains("\nFAIL\t3\tuser=fuzzuser"),
-            "self-test: wrong password not refused:\n{bad}"
-        );
+        assert!(bad.contains("\nFAIL\t3\tuser=fuzzuser"), "self-test: wrong password not refused:\n{bad}");
         fx
     })
 }
@@ -210,11 +189,7 @@ fn sent_by_id(input: &[u8]) -> HashMap<u32, Sent> {
                 }
             }
             Ok(ClientCommand::Cont { id, data }) => {
-                by_id
-                    .entry(id.0)
-                    .or_default()
-                    .payloads
-                    .extend(base64::decode(&data).ok());
+                by_id.entry(id.0).or_default().payloads.extend(base64::decode(&data).ok());
             }
             _ => {}
         }
@@ -227,8 +202,7 @@ fn sent_by_id(input: &[u8]) -> HashMap<u32, Sent> {
 /// empty or the same as the authcid; the authcid in any case, as `%Lu` lowercases it), or a
 /// LOGIN password `fuzzpass` on an id whose responses also hold the user name.
 fn carries_password(payload: &[u8], all: &[Vec<u8>]) -> bool {
-    let is_user =
-        |b: &[u8]| std::str::from_utf8(b).is_ok_and(|u| u.to_lowercase().as_bytes() == USER);
+    let is_user = |b: &[u8]| std::str::from_utf8(b).is_ok_and(|u| u.to_lowercase().as_bytes() == USER);
     let parts: Vec<&[u8]> = payload.split(|&b| b == 0).collect();
     match parts.as_slice() {
         [z, c, p] => *p == PASSWORD && is_user(c) && (z.is_empty() || z == c),
@@ -237,29 +211,19 @@ fn carries_password(payload: &[u8], all: &[Vec<u8>]) -> bool {
 }
 
 fn id_of(field: Option<&&[u8]>, line: &[u8]) -> u32 {
-    let id = field
-        .and_then(|f| std::str::from_utf8(f).ok())
-        .and_then(|f| f.parse::<u32>().ok());
+    let id = field.and_then(|f| std::str::from_utf8(f).ok()).and_then(|f| f.parse::<u32>().ok());
     match id {
         Some(id) if id != 0 => id,
-        _ => panic!(
-            "reply without a valid id: {:?}",
-            String::from_utf8_lossy(line)
-        ),
+        _ => panic!("reply without a valid id: {:?}", String::from_utf8_lossy(line)),
     }
 }
 
 fn check(input: &[u8], output: &[u8]) {
     let text = String::from_utf8_lossy(output);
     let input_text = String::from_utf8_lossy(input);
-    assert!(
-        output.is_empty() || output.ends_with(b"\n"),
-        "output ends mid-line:\n{text}"
-    );
+    assert!(output.is_empty() || output.ends_with(b"\n"), "output ends mid-line:\n{text}");
     let body = output.strip_suffix(b"\n").unwrap_or(output);
-    let mut lines = body
-        .split(|&b| b == b'\n')
-        .map(|l| (l, l.split(|&b| b == b'\t').collect::<Vec<&[u8]>>()));
+    let mut lines = body.split(|&b| b == b'\n').map(|l| (l, l.split(|&b| b == b'\t').collect::<Vec<&[u8]>>()));
 
     // The handshake, always sent first and complete.
     let mut expect = |verb: &[u8], arity: usize| {
@@ -278,10 +242,7 @@ fn check(input: &[u8], output: &[u8]) {
     expect(b"CUID", 2);
     expect(b"COOKIE", 2);
     expect(b"DONE", 1);
-    assert!(
-        body.starts_with(b"VERSION\t1\t2\nMECH\tPLAIN\tplaintext\nMECH\tLOGIN\tplaintext\nSPID\t"),
-        "handshake:\n{text}"
-    );
+    assert!(body.starts_with(b"VERSION\t1\t2\nMECH\tPLAIN\tplaintext\nMECH\tLOGIN\tplaintext\nSPID\t"), "handshake:\n{text}");
 
     let sent = sent_by_id(input);
     let mut oks: HashMap<u32, usize> = HashMap::new();
@@ -291,49 +252,22 @@ fn check(input: &[u8], output: &[u8]) {
             b"CONT" => {
                 id_of(fields.get(1), line);
                 assert_eq!(fields.len(), 3, "CONT shape: {shown:?}");
-                assert!(
-                    base64::decode(fields[2]).is_ok(),
-                    "CONT data is not base64: {shown:?}"
-                );
+                assert!(base64::decode(fields[2]).is_ok(), "CONT data is not base64: {shown:?}");
             }
             b"FAIL" => {
                 id_of(fields.get(1), line);
             }
             b"OK" => {
                 let id = id_of(fields.get(1), line);
-                let user = fields
-                    .get(2)
-                    .and_then(|f| f.strip_prefix(b"user="))
-                    .map(unescape);
-                assert_eq!(
-                    user.as_deref(),
-                    Some(USER),
-                    "OK for the wrong user: {shown:?}\ninput: {input_text:?}"
-                );
+                let user = fields.get(2).and_then(|f| f.strip_prefix(b"user=")).map(unescape);
+                assert_eq!(user.as_deref(), Some(USER), "OK for the wrong user: {shown:?}\ninput: {input_text:?}");
                 let count = oks.entry(id).or_default();
                 *count += 1;
-                let (auths, proofs) = sent.get(&id).map_or((0, 0), |s| {
-                    (
-                        s.auths,
-                        s.payloads
-                            .iter()
-                            .filter(|p| carries_password(p, &s.payloads))
-                            .count(),
-                    )
-                });
-                assert!(
-                    *count <= auths,
-                    "more OKs than AUTHs for id {id}: {shown:?}\ninput: {input_text:?}"
-                );
-                assert!(
-                    *count <= proofs,
-                    "OK for id {id} without the password: {shown:?}\ninput: {input_text:?}"
-                );
+                let (auths, proofs) = sent.get(&id).map_or((0, 0), |s| (s.auths, s.payloads.iter().filter(|p| carries_password(p, &s.payloads)).count()));
+                assert!(*count <= auths, "more OKs than AUTHs for id {id}: {shown:?}\ninput: {input_text:?}");
+                assert!(*count <= proofs, "OK for id {id} without the password: {shown:?}\ninput: {input_text:?}");
             }
-            other => panic!(
-                "unexpected reply {:?} after the handshake:\n{text}",
-                String::from_utf8_lossy(other)
-            ),
+            other => panic!("unexpected reply {:?} after the handshake:\n{text}", String::from_utf8_lossy(other)),
         }
     }
 }

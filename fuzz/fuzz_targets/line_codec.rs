@@ -16,10 +16,7 @@ fn frame_all(mut buf: &[u8], max: usize) {
                 return;
             }
             Ok(Frame::Line { len, consumed }) => {
-                assert!(
-                    consumed <= max && consumed <= buf.len(),
-                    "line past the limit"
-                );
+                assert!(consumed <= max && consumed <= buf.len(), "line past the limit");
                 assert_eq!(buf[consumed - 1], b'\n');
                 assert!(len < consumed && consumed - len <= 2);
                 assert!(!buf[..consumed - 1].contains(&b'\n'));
@@ -37,15 +34,10 @@ fuzz_target!(|data: &[u8]| {
     frame_all(data, CLIENT_MAX_LINE);
     frame_all(data, MASTER_MAX_LINE);
     // Small limits reach the too-long path with libFuzzer's default input sizes.
-    frame_all(
-        data,
-        1 + usize::from(data.first().copied().unwrap_or(0) % 64),
-    );
+    frame_all(data, 1 + usize::from(data.first().copied().unwrap_or(0) % 64));
 
     let escaped = escape(data);
-    assert!(!escaped
-        .iter()
-        .any(|b| matches!(b, 0 | b'\t' | b'\n' | b'\r')));
+    assert!(!escaped.iter().any(|b| matches!(b, 0 | b'\t' | b'\n' | b'\r')));
     assert_eq!(unescape(&escaped), data);
     let _ = unescape(data);
 });

@@ -13,16 +13,9 @@ fuzz_target!(|data: &[u8]| {
     for line in data.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let _ = parse_version(line);
-        if let Ok(MasterCommand::Request {
-            cookie: Some(cookie),
-            ..
-        }) = MasterCommand::parse(line)
-        {
+        if let Ok(MasterCommand::Request { cookie: Some(cookie), .. }) = MasterCommand::parse(line) {
             let sent = line.split(|&b| b == b'\t').nth(4).expect("cookie field");
-            assert!(
-                sent.eq_ignore_ascii_case(hex(&cookie).as_bytes()),
-                "cookie not from the line"
-            );
+            assert!(sent.eq_ignore_ascii_case(hex(&cookie).as_bytes()), "cookie not from the line");
         }
     }
 });

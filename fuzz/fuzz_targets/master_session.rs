@@ -39,9 +39,9 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use saslgate::auth::Authenticator;
-use saslgate::request::RequestInfo;
 use saslgate::blocking::Pool;
 use saslgate::config::ListenerKind;
+use saslgate::request::RequestInfo;
 use saslgate::server::{listener, Shared};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -106,19 +106,12 @@ impl Connector {
                 }
             })
             .expect("connector thread");
-        ready_rx
-            .recv()
-            .unwrap_or(false)
-            .then(|| Connector { requests: Mutex::new(tx) })
+        ready_rx.recv().unwrap_or(false).then(|| Connector { requests: Mutex::new(tx) })
     }
 
     fn connect(&self, path: &std::path::Path) -> std::io::Result<StdUnixStream> {
         let (tx, rx) = mpsc::channel();
-        self.requests
-            .lock()
-            .unwrap()
-            .send((path.to_owned(), tx))
-            .expect("connector alive");
+        self.requests.lock().unwrap().send((path.to_owned(), tx)).expect("connector alive");
         rx.recv().expect("connector reply")
     }
 }
@@ -158,14 +151,9 @@ fn fixture() -> &'static Fixture {
         }
         let sockets = dir.join(format!("sockets-{}", std::process::id()));
         std::fs::create_dir_all(&sockets).expect("socket dir");
-        let config = saslgate::config::parse(&config_text(&dir, &sockets), "fuzz", &dir)
-            .expect("fuzz config is valid");
+        let config = saslgate::config::parse(&config_text(&dir, &sockets), "fuzz", &dir).expect("fuzz config is valid");
         let pool = Pool::new(1, 16).expect("blocking pool");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("runtime");
         let (master, userdb) = rt.block_on(async {
             let auth = Arc::new(Authenticator::from_config(&config, &pool));
             // The first lookups read the passwd-file on the blocking pool, which the paused
@@ -195,39 +183,21 @@ fn fixture() -> &'static Fixture {
                 listeners.push((tokio_listener, l.clone()));
             }
             // Runs on the fixture's runtime whenever a session is driven.
-            tokio::spawn(saslgate::server::run(
-                listeners,
-                shared,
-                64,
-                std::future::pending::<()>(),
-            ));
+            tokio::spawn(saslgate::server::run(listeners, shared, 64, std::future::pending::<()>()));
             (master.expect("master socket"), userdb.expect("userdb socket"))
         });
         let connector = Connector::start();
         if connector.is_none() {
-            eprintln!(
-                "master_session: not root, so no peer can get Access::OwnUid; flag bit 1 is ignored"
-            );
+            eprintln!("master_session: not root, so no peer can get Access::OwnUid; flag bit 1 is ignored");
         }
-        let fx = Fixture {
-            rt,
-            master,
-            userdb,
-            connector,
-        };
+        let fx = Fixture { rt, master, userdb, connector };
         // Self-test: the fixture and the oracle work.
-        let full = run(
-            &fx,
-            b"\x05USER\t1\tbob\tservice=lmtp\nPASS\t2\talice\tservice=lmtp\nLIST\t3\tuser=*\n",
-        );
+        let full = run(&fx, b"\x05USER\t1\tbob\tservice=lmtp\nPASS\t2\talice\tservice=lmtp\nLIST\t3\tuser=*\n");
         for want in ["\nUSER\t1\tbob\t", "\nPASS\t2\tuser=alice", "\nLIST\t3\tcarol\n", "\nDONE\t3\t"] {
             assert!(full.contains(want), "self-test: no {want:?} in:\n{full}");
         }
         if fx.connector.is_some() {
-            let own = run(
-                &fx,
-                b"\x07USER\t1\talice\tservice=lmtp\nUSER\t2\tbob\tservice=lmtp\nPASS\t3\talice\tservice=lmtp\nLIST\t4\n",
-            );
+            let own = run(&fx, b"\x07USER\t1\talice\tservice=lmtp\nUSER\t2\tbob\tservice=lmtp\nPASS\t3\talice\tservice=lmtp\nLIST\t4\n");
             for want in ["\nUSER\t1\talice\t", "\nFAIL\t2\n", "\nFAIL\t3\n", "\nDONE\t4\tfail\n"] {
                 assert!(own.contains(want), "self-test (OwnUid): no {want:?} in:\n{own}");
             }
@@ -295,37 +265,22 @@ const VERBS: &[&[u8]] = &[b"USER", b"NOTFOUND", b"FAIL", b"PASS", b"LIST", b"DON
 fn check(input: &[u8], output: &[u8], own_uid: bool) {
     let text = String::from_utf8_lossy(output);
     let input_text = String::from_utf8_lossy(input);
-    assert!(
-        output.ends_with(b"\n"),
-        "output is empty or ends mid-line:\n{text}\ninput: {input_text:?}"
-    );
+    assert!(output.ends_with(b"\n"), "output is empty or ends mid-line:\n{text}\ninput: {input_text:?}");
     let body = &output[..output.len() - 1];
     let mut lines = body.split(|&b| b == b'\n');
     for line in body.split(|&b| b == b'\n') {
-        assert!(
-            line.len() <= MAX_OUTPUT_LINE,
-            "output line of {} bytes: {:?}...\ninput: {input_text:?}",
-            line.len(),
-            String::from_utf8_lossy(&line[..200])
-        );
+        assert!(line.len() <= MAX_OUTPUT_LINE, "output line of {} bytes: {:?}...\ninput: {input_text:?}", line.len(), String::from_utf8_lossy(&line[..200]));
     }
 
     assert_eq!(lines.next(), Some(&b"VERSION\t1\t1"[..]), "handshake:\n{text}");
     let spid = lines.next().unwrap_or_default();
-    assert!(
-        spid.strip_prefix(b"SPID\t")
-            .is_some_and(|pid| !pid.is_empty() && pid.iter().all(u8::is_ascii_digit)),
-        "handshake SPID:\n{text}"
-    );
+    assert!(spid.strip_prefix(b"SPID\t").is_some_and(|pid| !pid.is_empty() && pid.iter().all(u8::is_ascii_digit)), "handshake SPID:\n{text}");
 
     for line in lines {
         let shown = String::from_utf8_lossy(line);
         let fields: Vec<&[u8]> = line.split(|&b| b == b'\t').collect();
         assert!(
-            VERBS.contains(&fields[0])
-                && fields.len() >= 2
-                && !fields[1].is_empty()
-                && fields[1].iter().all(u8::is_ascii_digit),
+            VERBS.contains(&fields[0]) && fields.len() >= 2 && !fields[1].is_empty() && fields[1].iter().all(u8::is_ascii_digit),
             "unexpected reply {shown:?}\ninput: {input_text:?}"
         );
         if !own_uid {
@@ -333,22 +288,13 @@ fn check(input: &[u8], output: &[u8], own_uid: bool) {
         }
         match fields[0] {
             b"USER" => {
-                let uids: Vec<&[u8]> = fields[2..]
-                    .iter()
-                    .filter_map(|f| f.strip_prefix(b"uid="))
-                    .collect();
-                assert!(
-                    uids == [b"1000"],
-                    "OwnUid(1000) peer got a USER reply for another uid: {shown:?}\ninput: {input_text:?}"
-                );
+                let uids: Vec<&[u8]> = fields[2..].iter().filter_map(|f| f.strip_prefix(b"uid=")).collect();
+                assert!(uids == [b"1000"], "OwnUid(1000) peer got a USER reply for another uid: {shown:?}\ninput: {input_text:?}");
             }
             b"PASS" | b"LIST" => {
                 panic!("OwnUid(1000) peer got {shown:?}\ninput: {input_text:?}")
             }
-            b"DONE" => assert!(
-                fields.len() == 3 && fields[2] == b"fail",
-                "OwnUid(1000) peer got a LIST result: {shown:?}\ninput: {input_text:?}"
-            ),
+            b"DONE" => assert!(fields.len() == 3 && fields[2] == b"fail", "OwnUid(1000) peer got a LIST result: {shown:?}\ninput: {input_text:?}"),
             _ => {}
         }
     }

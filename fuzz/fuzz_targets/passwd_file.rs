@@ -14,21 +14,11 @@ fuzz_target!(|data: &[u8]| {
     let mut seen = HashSet::new();
     for name in users.names() {
         assert!(!name.is_empty(), "empty user name");
-        assert!(
-            !name.contains(':') && !name.contains('\n'),
-            "bad user name {name:?}"
-        );
+        assert!(!name.contains(':') && !name.contains('\n'), "bad user name {name:?}");
         assert!(seen.insert(name), "user {name:?} listed twice");
-        assert!(
-            users.get(name).is_some(),
-            "listed user {name:?} cannot be looked up"
-        );
+        assert!(users.get(name).is_some(), "listed user {name:?} cannot be looked up");
     }
     for p in &problems {
-        assert!(
-            p.line >= 1 && p.line <= lines,
-            "problem on line {} of {lines}",
-            p.line
-        );
+        assert!(p.line >= 1 && p.line <= lines, "problem on line {} of {lines}", p.line);
     }
 });

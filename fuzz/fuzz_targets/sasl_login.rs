@@ -15,11 +15,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(!info.allows_nul);
     let mut mech = info.start(&sasl::MechContext::default());
     let mut chunks = rest.split(|&b| b == 0xFF);
-    let initial = if flags & 1 == 1 {
-        Some(chunks.next().unwrap_or_default())
-    } else {
-        None
-    };
+    let initial = if flags & 1 == 1 { Some(chunks.next().unwrap_or_default()) } else { None };
     let mut step = mech.start(initial);
     // The response that got the Password prompt, and the one just sent.
     let mut user: Option<&[u8]> = None;
@@ -55,11 +51,7 @@ fuzz_target!(|data: &[u8]| {
         last = chunk;
         step = mech.step(chunk);
         if finished {
-            assert_eq!(
-                step,
-                Step::Fail(MechFailure::UnexpectedInput),
-                "input accepted after the end"
-            );
+            assert_eq!(step, Step::Fail(MechFailure::UnexpectedInput), "input accepted after the end");
         }
     }
 });

@@ -20,11 +20,7 @@ fuzz_target!(|data: &[u8]| {
         (mech.start(Some(first)), first)
     } else {
         let step = mech.start(None);
-        assert_eq!(
-            step,
-            Step::Challenge(Vec::new()),
-            "PLAIN without initial response gets an empty challenge"
-        );
+        assert_eq!(step, Step::Challenge(Vec::new()), "PLAIN without initial response gets an empty challenge");
         (step, &[][..])
     };
     let mut finished = false;
@@ -36,17 +32,9 @@ fuzz_target!(|data: &[u8]| {
             }
             Step::VerifyPlain(creds) => {
                 assert!(!finished, "a second verification");
-                assert_eq!(
-                    last.iter().filter(|&&b| b == 0).count(),
-                    2,
-                    "accepted without exactly two NULs"
-                );
+                assert_eq!(last.iter().filter(|&&b| b == 0).count(), 2, "accepted without exactly two NULs");
                 let mut parts = last.split(|&b| b == 0);
-                let (z, c, p) = (
-                    parts.next().unwrap(),
-                    parts.next().unwrap(),
-                    parts.next().unwrap(),
-                );
+                let (z, c, p) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
                 assert!(!creds.authcid.is_empty());
                 assert_eq!(creds.authcid.as_bytes(), c);
                 assert_eq!(creds.password.expose(), p);
@@ -65,11 +53,7 @@ fuzz_target!(|data: &[u8]| {
         last = chunk;
         step = mech.step(chunk);
         if finished {
-            assert_eq!(
-                step,
-                Step::Fail(MechFailure::UnexpectedInput),
-                "input accepted after the end"
-            );
+            assert_eq!(step, Step::Fail(MechFailure::UnexpectedInput), "input accepted after the end");
         }
     }
 });

@@ -45,11 +45,8 @@ fuzz_target!(|data: &[u8]| {
     let [select, flags, rest @ ..] = data else {
         return;
     };
-    let (name, algorithm, sig_b64_len) = if select & 1 == 0 {
-        ("SCRAM-SHA-1", ScramAlgorithm::Sha1, 28)
-    } else {
-        ("SCRAM-SHA-256", ScramAlgorithm::Sha256, 44)
-    };
+    let (name, algorithm, sig_b64_len) =
+        if select & 1 == 0 { ("SCRAM-SHA-1", ScramAlgorithm::Sha1, 28) } else { ("SCRAM-SHA-256", ScramAlgorithm::Sha256, 44) };
     let info = sasl::lookup(name).expect("SCRAM is built in");
     let (good, bad) = credentials(algorithm);
     let credential = |req: &sasl::CredentialsRequest, right: bool| {

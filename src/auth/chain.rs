@@ -16,9 +16,9 @@
 //! fails, which is what the rule's name promises an admin.
 
 use crate::config::rules::{PassdbRules, Rule, UserdbRules};
-use crate::request::{layer_fields, Fields, RequestInfo};
 use crate::passdb::{Lookup, Passdb, PassdbOutcome};
 use crate::protocol::sanitize;
+use crate::request::{layer_fields, Fields, RequestInfo};
 use crate::scheme::{Scheme, StoredPassword};
 use crate::secret::Secret;
 
@@ -140,7 +140,16 @@ impl super::Authenticator {
                     }
                     _ => {
                         tracing::info!(passdb = %entry.rules.name, user = ?sanitize(user.as_bytes(), 128), "user is denied by a deny passdb");
-                        return ChainResult { outcome: PassdbOutcome::UserDisabled, user, fields: snapshot, credential: None, all_skipped: false, continued: false, nopassword_used, reason: None };
+                        return ChainResult {
+                            outcome: PassdbOutcome::UserDisabled,
+                            user,
+                            fields: snapshot,
+                            credential: None,
+                            all_skipped: false,
+                            continued: false,
+                            nopassword_used,
+                            reason: None,
+                        };
                     }
                 }
             }
@@ -228,7 +237,11 @@ impl super::Authenticator {
         } else if last == PassdbOutcome::Ok {
             // Only `return-fail`-free paths end here with OK: a plain `continue` after the last
             // OK passdb, which leaves success unset.
-            if verified { PassdbOutcome::Ok } else { PassdbOutcome::PasswordMismatch }
+            if verified {
+                PassdbOutcome::Ok
+            } else {
+                PassdbOutcome::PasswordMismatch
+            }
         } else if last == PassdbOutcome::SchemeNotAvailable && seen_unknown {
             PassdbOutcome::UserUnknown
         } else {
@@ -246,7 +259,15 @@ impl super::Authenticator {
     /// Asks one passdb, applying its templates and the per-passdb fields.
     /// One passdb's answer: its outcome, fields, credential, and (for a verify-only driver's
     /// failure) the `reason` it wants the client to see.
-    async fn one_passdb(&self, index: usize, entry: &PassdbEntry, user: &str, info: &RequestInfo, op: Op<'_>, verified: bool) -> (PassdbOutcome, Fields, Option<Secret>, Option<String>) {
+    async fn one_passdb(
+        &self,
+        index: usize,
+        entry: &PassdbEntry,
+        user: &str,
+        info: &RequestInfo,
+        op: Op<'_>,
+        verified: bool,
+    ) -> (PassdbOutcome, Fields, Option<Secret>, Option<String>) {
         let lookup = Lookup { user, info };
         // Verify-only drivers (PAM, LDAP bind) check the password themselves.
         if let (Op::Verify(password), false) = (op, verified) {
@@ -367,7 +388,14 @@ pub(crate) async fn verify(stored: &str, default: Scheme, password: &Secret, use
 ///
 /// `identity` is the (name, realm) a DIGEST-MD5 client hashed; a credential derived from a
 /// plaintext password is hashed over exactly those.
-pub(crate) async fn credential(stored: &str, default: Scheme, wanted: Scheme, user: &str, identity: Option<(&str, &str)>, pool: &crate::blocking::Pool) -> (PassdbOutcome, Option<Secret>) {
+pub(crate) async fn credential(
+    stored: &str,
+    default: Scheme,
+    wanted: Scheme,
+    user: &str,
+    identity: Option<(&str, &str)>,
+    pool: &crate::blocking::Pool,
+) -> (PassdbOutcome, Option<Secret>) {
     let not_available = (PassdbOutcome::SchemeNotAvailable, None);
     if stored.is_empty() {
         return not_available;

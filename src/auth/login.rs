@@ -107,7 +107,14 @@ impl Logins {
     /// Takes a finished login for a REQUEST. The cookie and the session pid are checked
     /// *before* the login is taken, so a REQUEST with a wrong cookie cannot destroy the login
     /// that the right REQUEST will claim.
-    pub(crate) fn claim(&self, client_pid: u32, client_id: u32, cookie: Option<[u8; 16]>, session_pid: Option<u32>, peer_pid: Option<i32>) -> Option<FinishedLogin> {
+    pub(crate) fn claim(
+        &self,
+        client_pid: u32,
+        client_id: u32,
+        cookie: Option<[u8; 16]>,
+        session_pid: Option<u32>,
+        peer_pid: Option<i32>,
+    ) -> Option<FinishedLogin> {
         let conn = self.lock().get(&client_pid).cloned()?;
         let Some(cookie) = cookie else {
             tracing::warn!(client_pid, "REQUEST without a cookie");

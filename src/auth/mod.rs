@@ -227,9 +227,7 @@ impl Authenticator {
 
     /// TLS, a local connection (`lip == rip`), or a trusted network.
     fn is_secured(&self, info: &RequestInfo) -> bool {
-        info.secured.is_some()
-            || (info.lip.is_some() && info.lip == info.rip)
-            || self.settings.trusted_networks.contains(info.rip)
+        info.secured.is_some() || (info.lip.is_some() && info.lip == info.rip) || self.settings.trusted_networks.contains(info.rip)
     }
 
     /// The name to authenticate: the certificate's user with `ssl_username_from_cert`,
@@ -397,7 +395,9 @@ impl Authenticator {
             (AuthOutcome::Success { user, original_user, fields }, Some(credential)) => {
                 return CredentialsOutcome::Found { user, original_user, fields, credential };
             }
-            (AuthOutcome::Success { user, original_user, .. }, None) => Failure { original_user, ..Failure::plain(Some(user), "no credential from the passdbs") },
+            (AuthOutcome::Success { user, original_user, .. }, None) => {
+                Failure { original_user, ..Failure::plain(Some(user), "no credential from the passdbs") }
+            }
             (AuthOutcome::Failure(f), _) => f,
         };
         // An ordinary failure (no code: unknown user, no credential in this scheme) must not
@@ -433,7 +433,10 @@ impl Authenticator {
     pub async fn external(&self, info: &RequestInfo, authzid: Option<&str>) -> AuthOutcome {
         let cert_user = info.cert_username.as_deref().filter(|_| self.settings.ssl_username_from_cert);
         let Some(cert_user) = cert_user else {
-            return AuthOutcome::Failure(Failure::plain(None, "username not known: no valid client certificate with a user name (needs ssl_username_from_cert)"));
+            return AuthOutcome::Failure(Failure::plain(
+                None,
+                "username not known: no valid client certificate with a user name (needs ssl_username_from_cert)",
+            ));
         };
         // Another authzid makes the certificate's user a master user logging in as it.
         let authzid = authzid.filter(|z| *z != cert_user).map(str::to_owned);
@@ -528,7 +531,8 @@ impl Authenticator {
         match result.outcome {
             PassdbOutcome::Ok => {
                 let fields = visible_fields(&result.user, &result.fields).1;
-                let shown: Vec<(String, String)> = fields.iter().filter(|(k, _)| !k.starts_with("userdb_")).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+                let shown: Vec<(String, String)> =
+                    fields.iter().filter(|(k, _)| !k.starts_with("userdb_")).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
                 PassLookup::Found(shown.into())
             }
             PassdbOutcome::InternalFailure(why) => PassLookup::Failed(why),

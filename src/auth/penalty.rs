@@ -70,10 +70,15 @@ impl Penalty {
     pub fn failed(&self, key: &str, now: Instant) {
         let digest = self.digest(key);
         let alive = |e: &Entry| now.duration_since(e.last) < FORGET_AFTER;
-        self.table.upsert(digest, alive, |e| e.last, |old| {
-            let failures = old.filter(alive).map_or(0, |e| e.failures);
-            Entry { failures: failures.saturating_add(1), last: now }
-        });
+        self.table.upsert(
+            digest,
+            alive,
+            |e| e.last,
+            |old| {
+                let failures = old.filter(alive).map_or(0, |e| e.failures);
+                Entry { failures: failures.saturating_add(1), last: now }
+            },
+        );
     }
 
     /// Clears the key after a success.

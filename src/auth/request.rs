@@ -96,7 +96,12 @@ impl Bounds {
         Bounds {
             max_password_length: limits.max_password_length,
             max_username_length: limits.max_username_length,
-            inflight: Arc::new(Inflight { count: AtomicUsize::new(0), bytes: AtomicUsize::new(0), max_count: limits.max_requests, max_bytes: limits.max_request_bytes }),
+            inflight: Arc::new(Inflight {
+                count: AtomicUsize::new(0),
+                bytes: AtomicUsize::new(0),
+                max_count: limits.max_requests,
+                max_bytes: limits.max_request_bytes,
+            }),
             saturated: AtomicBool::new(false),
         }
     }
@@ -324,6 +329,9 @@ impl Drop for Watch {
     }
 }
 
+// `End` is a request's final state, returned once per request: its size does not matter, and boxing
+// it would only add an allocation.
+#[allow(clippy::result_large_err)]
 impl Running<'_> {
     async fn run(mut self, conv: &mut dyn Conversation) -> Option<Answer> {
         if !self.req.no_penalty {
@@ -686,4 +694,3 @@ fn fail_mech(why: &str) -> End {
 fn temp_fail(why: impl Into<String>) -> Failure {
     Failure { code: Some(FailCode::TempFail), ..Failure::plain(None, why) }
 }
-

@@ -180,15 +180,7 @@ impl Plan {
         if auth_suffix.len() + 16 > CLIENT_MAX_LINE {
             bail!("the AUTH line would be longer than {CLIENT_MAX_LINE} bytes; use a shorter user or password");
         }
-        Ok(Plan {
-            socket: args.socket.clone(),
-            connections: args.connections,
-            pipeline: args.pipeline,
-            warmup,
-            duration,
-            count: args.count,
-            auth_suffix,
-        })
+        Ok(Plan { socket: args.socket.clone(), connections: args.connections, pipeline: args.pipeline, warmup, duration, count: args.count, auth_suffix })
     }
 }
 

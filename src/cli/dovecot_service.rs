@@ -158,7 +158,11 @@ fn run(config_path: Option<PathBuf>, handover: inherited::Handover) -> anyhow::R
         tracing::warn!(file = %w.file, line = w.line, setting = %w.setting, "config: {}", w.message);
     }
     if !config.listeners.is_empty() {
-        tracing::info!("--dovecot-service: the {} `listeners:` of {} are ignored; Dovecot's `service auth` unix_listeners are served instead", config.listeners.len(), config.source);
+        tracing::info!(
+            "--dovecot-service: the {} `listeners:` of {} are ignored; Dovecot's `service auth` unix_listeners are served instead",
+            config.listeners.len(),
+            config.source
+        );
     }
     if handover.listeners.is_empty() {
         tracing::warn!("--dovecot-service: Dovecot handed over no sockets (SOCKET_COUNT=0)");
@@ -216,7 +220,9 @@ fn restrict_from_env() -> anyhow::Result<(Option<String>, Option<String>)> {
         None => std::env::var("RESTRICT_USER").ok().filter(|u| !u.is_empty()),
     };
     let group = match num("RESTRICT_SETGID") {
-        Some(gid) if user.is_some() => Some(Group::from_gid(Gid::from_raw(gid)).ok().flatten().map(|g| g.name).with_context(|| format!("RESTRICT_SETGID={gid}: no such group"))?),
+        Some(gid) if user.is_some() => {
+            Some(Group::from_gid(Gid::from_raw(gid)).ok().flatten().map(|g| g.name).with_context(|| format!("RESTRICT_SETGID={gid}: no such group"))?)
+        }
         _ => None,
     };
     Ok((user, group))

@@ -17,7 +17,18 @@ use crate::request::var::Template;
 
 /// Keys every LDAP block takes (connection settings).
 pub(crate) const CONNECTION_KEYS: &[&str] = &[
-    "uris", "dn", "dnpass", "dnpass_file", "base", "scope", "deref", "tls", "tls_ca_cert_file", "tls_require_cert", "timeout", "connections",
+    "uris",
+    "dn",
+    "dnpass",
+    "dnpass_file",
+    "base",
+    "scope",
+    "deref",
+    "tls",
+    "tls_ca_cert_file",
+    "tls_require_cert",
+    "timeout",
+    "connections",
     "max_ops_per_connection",
 ];
 /// Keys only the passdb takes.
@@ -220,7 +231,9 @@ impl Validator<'_> {
             if !ok {
                 let mut p = here("uris");
                 p.push(Seg::Index(i));
-                return Err(self.err(&p, format!("`{uri}` is not an LDAP URI; write ldap://host[:port], ldaps://host[:port] or ldapi://%2Frun%2Fslapd%2Fldapi")));
+                return Err(
+                    self.err(&p, format!("`{uri}` is not an LDAP URI; write ldap://host[:port], ldaps://host[:port] or ldapi://%2Frun%2Fslapd%2Fldapi"))
+                );
             }
         }
         let dnpass = match (&db.dnpass, &db.dnpass_file) {
@@ -228,8 +241,9 @@ impl Validator<'_> {
             (Some(p), None) => Some(p.clone()),
             (None, Some(f)) => {
                 let path = self.resolve(f);
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| self.err(&here("dnpass_file"), format!("cannot read {}: {e}; the file holds the service password on its first line", path.display())))?;
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    self.err(&here("dnpass_file"), format!("cannot read {}: {e}; the file holds the service password on its first line", path.display()))
+                })?;
                 Some(text.lines().next().unwrap_or_default().to_owned())
             }
             (None, None) => None,
@@ -237,7 +251,8 @@ impl Validator<'_> {
         if dnpass.is_some() && db.dn.is_none() {
             return Err(self.err(&here("dn"), "a service password without `dn`; set the service account's DN, e.g. cn=saslgate,dc=example,dc=org"));
         }
-        let base = db.base.as_deref().ok_or_else(|| self.err(&here("driver"), "driver ldap needs `base`, where searches start, e.g. ou=people,dc=example,dc=org"))?;
+        let base =
+            db.base.as_deref().ok_or_else(|| self.err(&here("driver"), "driver ldap needs `base`, where searches start, e.g. ou=people,dc=example,dc=org"))?;
         let base = self.template(&here("base"), base)?;
         let scope = match db.scope.as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("subtree") => Scope::Subtree,
@@ -258,14 +273,19 @@ impl Validator<'_> {
                 tracing::warn!(setting = %super::setting_name(&here("tls_require_cert")), file = self.file, "the LDAP server's certificate is not checked: anyone on the path can read the passwords");
                 TlsRequireCert::Never
             }
-            Some(other) => return Err(self.err(&here("tls_require_cert"), format!("`{other}` is not a mode; use demand (the default), hard, try, allow or never"))),
+            Some(other) => {
+                return Err(self.err(&here("tls_require_cert"), format!("`{other}` is not a mode; use demand (the default), hard, try, allow or never")))
+            }
         };
         let tls_ca_cert_file = match &db.tls_ca_cert_file {
             None => None,
             Some(f) => {
                 let path = self.resolve(f);
                 if !path.is_file() {
-                    return Err(self.err(&here("tls_ca_cert_file"), format!("{} does not exist; point it at the PEM file of the CA that signed the LDAP server's certificate", path.display())));
+                    return Err(self.err(
+                        &here("tls_ca_cert_file"),
+                        format!("{} does not exist; point it at the PEM file of the CA that signed the LDAP server's certificate", path.display()),
+                    ));
                 }
                 Some(path)
             }
@@ -274,7 +294,10 @@ impl Validator<'_> {
             None => DEFAULT_TIMEOUT,
             Some(t) => match parse_duration(t) {
                 Some(d) if !d.is_zero() && d <= Duration::from_secs(60) => d,
-                _ => return Err(self.err(&here("timeout"), format!("`{t}` is not a duration between 1ms and 60s; write e.g. 5s (Postfix gives up on a reply after 10s)"))),
+                _ => {
+                    return Err(self
+                        .err(&here("timeout"), format!("`{t}` is not a duration between 1ms and 60s; write e.g. 5s (Postfix gives up on a reply after 10s)")))
+                }
             },
         };
         let count = |name: &str, value: Option<usize>, default: usize, max: usize| -> Result<usize, ConfigError> {
@@ -316,7 +339,8 @@ impl Validator<'_> {
                 return Err(self.err(&p, "an empty key"));
             }
             if let Some(template) = value.strip_prefix('=') {
-                let template = Template::parse_ldap(template).map_err(|e| self.err(&p, format!("{e}; `%{{ldap:attr}}` is an attribute of the entry found, e.g. \"=/var/mail/%{{ldap:uid}}\"")))?;
+                let template = Template::parse_ldap(template)
+                    .map_err(|e| self.err(&p, format!("{e}; `%{{ldap:attr}}` is an attribute of the entry found, e.g. \"=/var/mail/%{{ldap:uid}}\"")))?;
                 out.push(AttrMap::Template { field: k, template });
             } else {
                 if !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b';' || b == b'.') {
@@ -351,13 +375,13 @@ impl Validator<'_> {
         let pass_attrs = match &db.pass_attrs {
             Some(m) => self.ldap_attr_map(at, "pass_attrs", Some(m))?,
             None if auth_bind => Vec::new(),
-            None => vec![
-                AttrMap::Attr { attr: "uid".into(), field: "user".into() },
-                AttrMap::Attr { attr: "userPassword".into(), field: "password".into() },
-            ],
+            None => vec![AttrMap::Attr { attr: "uid".into(), field: "user".into() }, AttrMap::Attr { attr: "userPassword".into(), field: "password".into() }],
         };
         if !auth_bind && !pass_attrs.iter().any(|a| a.field() == "password") && !pass_attrs.iter().any(|a| a.field() == "nopassword") {
-            return Err(self.err(&here("pass_attrs"), "lookup mode needs the password: map it, e.g. `userPassword: password` (or set `auth_bind: true` to check passwords with a bind)"));
+            return Err(self.err(
+                &here("pass_attrs"),
+                "lookup mode needs the password: map it, e.g. `userPassword: password` (or set `auth_bind: true` to check passwords with a bind)",
+            ));
         }
         Ok(LdapPassdb {
             auth_bind_connections: match db.auth_bind_connections {

@@ -20,9 +20,9 @@ use locate::Seg;
 
 use crate::request::nets::NetList;
 use crate::request::var::Template;
-use rules::{MechFilter, PassdbRules, Rule, Skip, UserdbRules, UserdbSkip, UsernameFilter};
 use crate::sasl::{self, MechInfo, PassdbNeed};
 use crate::scheme::Scheme;
+use rules::{MechFilter, PassdbRules, Rule, Skip, UserdbRules, UserdbSkip, UsernameFilter};
 
 /// The configuration used when `saslgate` runs without `--config`: sockets under `./run/`, a
 /// demo passwd-file beside it. Its users are listed in the README.
@@ -535,7 +535,12 @@ fn parse_with(text: &str, file: &str, base_dir: &Path, listeners_optional: bool)
                 Some((path, rest)) if !path.contains(' ') => (path.to_owned(), rest.to_owned()),
                 _ => ("(syntax)".to_owned(), text.to_owned()),
             };
-            ConfigError { file: file.to_owned(), line: e.location().map(|l| l.line()), setting, message: format!("{message}; see conf.example/saslgate.yaml for every setting") }
+            ConfigError {
+                file: file.to_owned(),
+                line: e.location().map(|l| l.line()),
+                setting,
+                message: format!("{message}; see conf.example/saslgate.yaml for every setting"),
+            }
         })?
     };
     Validator { text, file, base_dir, listeners_optional, warnings: Default::default() }.config(raw)
@@ -572,12 +577,7 @@ fn key(k: &str) -> Seg {
 
 impl Validator<'_> {
     fn err(&self, path: &[Seg], message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            file: self.file.to_owned(),
-            line: locate::line_of(self.text, path),
-            setting: setting_name(path),
-            message: message.into(),
-        }
+        ConfigError { file: self.file.to_owned(), line: locate::line_of(self.text, path), setting: setting_name(path), message: message.into() }
     }
 
     fn warn(&self, path: &[Seg], message: impl Into<String>) {
@@ -587,7 +587,11 @@ impl Validator<'_> {
 
     fn resolve(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
-        if p.is_absolute() { p.to_owned() } else { self.base_dir.join(p) }
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base_dir.join(p)
+        }
     }
 
     fn template(&self, path: &[Seg], value: &str) -> Result<Template, ConfigError> {
@@ -600,9 +604,8 @@ impl Validator<'_> {
         let winbind = self.winbind(&raw.auth)?;
         let failure_delay = match &raw.auth.failure_delay {
             None => Duration::from_secs(2),
-            Some(d) => parse_duration(d).ok_or_else(|| {
-                self.err(&[key("auth"), key("failure_delay")], format!("`{d}` is not a duration; write e.g. 2s, 500ms or 0s"))
-            })?,
+            Some(d) => parse_duration(d)
+                .ok_or_else(|| self.err(&[key("auth"), key("failure_delay")], format!("`{d}` is not a duration; write e.g. 2s, 500ms or 0s")))?,
         };
         if failure_delay > Duration::from_secs(8) {
             return Err(self.err(&[key("auth"), key("failure_delay")], "more than 8s would run into Postfix's 10s reply timeout; use at most 8s"));
@@ -613,7 +616,9 @@ impl Validator<'_> {
         let penalty_max = match &raw.auth.penalty_max {
             None if account_penalty => Duration::from_secs(3),
             None => Duration::from_secs(6),
-            Some(d) => parse_duration(d).ok_or_else(|| self.err(&[key("auth"), key("penalty_max")], format!("`{d}` is not a duration; write e.g. 6s or 0s")))?,
+            Some(d) => {
+                parse_duration(d).ok_or_else(|| self.err(&[key("auth"), key("penalty_max")], format!("`{d}` is not a duration; write e.g. 6s or 0s")))?
+            }
         };
         self.check_reply_time(penalty_max, account_penalty, failure_delay, raw.auth.penalty_max.is_some())?;
         let cache = {
@@ -622,7 +627,8 @@ impl Validator<'_> {
             let dur = |name: &str, value: Option<&String>, default: Duration| -> Result<Duration, ConfigError> {
                 match value {
                     None => Ok(default),
-                    Some(d) => parse_duration(d).ok_or_else(|| self.err(&[key("auth"), key("cache"), key(name)], format!("`{d}` is not a duration; write e.g. 1h, 10m or 30s"))),
+                    Some(d) => parse_duration(d)
+                        .ok_or_else(|| self.err(&[key("auth"), key("cache"), key(name)], format!("`{d}` is not a duration; write e.g. 1h, 10m or 30s"))),
                 }
             };
             CacheConfig {
@@ -643,32 +649,33 @@ impl Validator<'_> {
             }
         };
         let username_format = self.template(&[key("auth"), key("username_format")], raw.auth.username_format.as_deref().unwrap_or("%Lu"))?;
-        let passdbs = raw
-            .passdbs
-            .iter()
-            .enumerate()
-            .map(|(i, db)| self.passdb(&[key("passdbs"), Seg::Index(i)], db))
-            .collect::<Result<Vec<_>, _>>()?;
-        let userdbs = raw
-            .userdbs
-            .iter()
-            .enumerate()
-            .map(|(i, db)| self.userdb(&[key("userdbs"), Seg::Index(i)], db))
-            .collect::<Result<Vec<_>, _>>()?;
+        let passdbs = raw.passdbs.iter().enumerate().map(|(i, db)| self.passdb(&[key("passdbs"), Seg::Index(i)], db)).collect::<Result<Vec<_>, _>>()?;
+        let userdbs = raw.userdbs.iter().enumerate().map(|(i, db)| self.userdb(&[key("userdbs"), Seg::Index(i)], db)).collect::<Result<Vec<_>, _>>()?;
         if passdbs.is_empty() && mechanisms.iter().any(|m| m.need == PassdbNeed::VerifyPlain) {
-            return Err(self.err(&[key("passdbs")], "no passdb is configured, so no mechanism can check a password; add a passdb (e.g. `- { driver: passwd-file, path: users.passwd }`)"));
+            return Err(self.err(
+                &[key("passdbs")],
+                "no passdb is configured, so no mechanism can check a password; add a passdb (e.g. `- { driver: passwd-file, path: users.passwd }`)",
+            ));
         }
         for (i, m) in mechanisms.iter().enumerate() {
             if let PassdbNeed::Credentials(scheme) = m.need {
                 if !passdbs.iter().any(PassdbConfig::can_lookup_credentials) {
-                    return Err(self.err(&[key("auth"), key("mechanisms"), Seg::Index(i)], format!("{} needs {} credentials, and no configured passdb can look credentials up; remove the mechanism or add a passwd-file passdb", m.name, scheme.as_str())));
+                    return Err(self.err(
+                        &[key("auth"), key("mechanisms"), Seg::Index(i)],
+                        format!(
+                            "{} needs {} credentials, and no configured passdb can look credentials up; remove the mechanism or add a passwd-file passdb",
+                            m.name,
+                            scheme.as_str()
+                        ),
+                    ));
                 }
             }
         }
         let mut trusted_networks = NetList::default();
         for (i, net) in raw.auth.trusted_networks.iter().flatten().enumerate() {
-            let one = NetList::parse_items([net.as_str()])
-                .map_err(|_| self.err(&[key("auth"), key("trusted_networks"), Seg::Index(i)], format!("`{net}` is not an address or CIDR; write e.g. 192.0.2.0/24 or ::1")))?;
+            let one = NetList::parse_items([net.as_str()]).map_err(|_| {
+                self.err(&[key("auth"), key("trusted_networks"), Seg::Index(i)], format!("`{net}` is not an address or CIDR; write e.g. 192.0.2.0/24 or ::1"))
+            })?;
             trusted_networks.extend(one);
         }
         let hostname = match raw.auth.hostname {
@@ -696,7 +703,10 @@ impl Validator<'_> {
             max_requests: positive(raw.limits.max_requests, DEFAULT_MAX_REQUESTS).map_err(|m| self.err(&[key("limits"), key("max_requests")], m))?,
             max_request_bytes: match raw.limits.max_request_bytes {
                 Some(n) if n < crate::protocol::CLIENT_MAX_LINE => {
-                    return Err(self.err(&[key("limits"), key("max_request_bytes")], format!("{n} is less than one full request line; use at least {}", crate::protocol::CLIENT_MAX_LINE)));
+                    return Err(self.err(
+                        &[key("limits"), key("max_request_bytes")],
+                        format!("{n} is less than one full request line; use at least {}", crate::protocol::CLIENT_MAX_LINE),
+                    ));
                 }
                 n => n.unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
             },
@@ -716,7 +726,9 @@ impl Validator<'_> {
             source: self.file.to_owned(),
             base_dir: self.base_dir.to_owned(),
             extra_groups: match (&raw.user, raw.extra_groups) {
-                (None, Some(g)) if !g.is_empty() => return Err(self.err(&[key("extra_groups")], "`extra_groups:` is set without `user:`; they are kept when saslgate drops to that user")),
+                (None, Some(g)) if !g.is_empty() => {
+                    return Err(self.err(&[key("extra_groups")], "`extra_groups:` is set without `user:`; they are kept when saslgate drops to that user"))
+                }
                 (_, g) => g.unwrap_or_default(),
             },
             user: raw.user,
@@ -738,7 +750,9 @@ impl Validator<'_> {
                 services: raw
                     .services
                     .iter()
-                    .map(|(name, s)| (name.clone(), ServicePolicy { ssl_require_client_cert: s.ssl_require_client_cert, disable_plaintext_auth: s.disable_plaintext_auth }))
+                    .map(|(name, s)| {
+                        (name.clone(), ServicePolicy { ssl_require_client_cert: s.ssl_require_client_cert, disable_plaintext_auth: s.disable_plaintext_auth })
+                    })
                     .collect(),
                 cache,
                 master_user_separator: raw.auth.master_user_separator.clone().filter(|s| !s.is_empty()),
@@ -781,7 +795,10 @@ impl Validator<'_> {
         let at = if penalty_set { key("penalty_max") } else { key("failure_delay") };
         Err(self.err(
             &[key("auth"), at],
-            format!("{parts} add up to {total:?}, which is not below Postfix's 10s reply timeout; lower auth.penalty_max or auth.failure_delay{}", if account_penalty { ", or turn auth.account_penalty off" } else { "" }),
+            format!(
+                "{parts} add up to {total:?}, which is not below Postfix's 10s reply timeout; lower auth.penalty_max or auth.failure_delay{}",
+                if account_penalty { ", or turn auth.account_penalty off" } else { "" }
+            ),
         ))
     }
 
@@ -839,8 +856,12 @@ impl Validator<'_> {
             let kind = l.kind.unwrap_or_else(|| ListenerKind::from_socket_name(&path));
             let mode = match &l.mode {
                 None => 0o600,
-                Some(serde_norway::Value::String(s)) => parse_mode(s).ok_or_else(|| self.err(&at("mode"), format!("`{s}` is not an octal mode; write it quoted, like \"0660\"")))?,
-                Some(_) => return Err(self.err(&at("mode"), "write the mode as a quoted octal string, like \"0660\" (an unquoted number is ambiguous in YAML)")),
+                Some(serde_norway::Value::String(s)) => {
+                    parse_mode(s).ok_or_else(|| self.err(&at("mode"), format!("`{s}` is not an octal mode; write it quoted, like \"0660\"")))?
+                }
+                Some(_) => {
+                    return Err(self.err(&at("mode"), "write the mode as a quoted octal string, like \"0660\" (an unquoted number is ambiguous in YAML)"))
+                }
             };
             if l.disable_plaintext_auth.is_some() && !kind.is_client() {
                 return Err(self.err(&at("disable_plaintext_auth"), "only client and login listeners authenticate; remove this setting"));
@@ -849,7 +870,15 @@ impl Validator<'_> {
                 None => None,
                 Some(n) => Some(connection_budget(Some(n), n).map_err(|m| self.err(&at("max_connections"), m))?),
             };
-            out.push(ListenerConfig { path, kind, mode, user: l.user.clone(), group: l.group.clone(), disable_plaintext_auth: l.disable_plaintext_auth, max_connections });
+            out.push(ListenerConfig {
+                path,
+                kind,
+                mode,
+                user: l.user.clone(),
+                group: l.group.clone(),
+                disable_plaintext_auth: l.disable_plaintext_auth,
+                max_connections,
+            });
         }
         Ok(out)
     }
@@ -968,7 +997,13 @@ impl Validator<'_> {
             let text = match v {
                 serde_norway::Value::String(s) => s.clone(),
                 serde_norway::Value::Number(n) => n.to_string(),
-                serde_norway::Value::Bool(b) => if *b { "yes".into() } else { "no".into() },
+                serde_norway::Value::Bool(b) => {
+                    if *b {
+                        "yes".into()
+                    } else {
+                        "no".into()
+                    }
+                }
                 serde_norway::Value::Null => String::new(),
                 _ => return Err(self.err(&p, "a field value must be a string, a number, a boolean or empty")),
             };
@@ -988,7 +1023,10 @@ impl Validator<'_> {
             Some(v) => {
                 let names: Vec<String> = match v {
                     serde_norway::Value::String(s) => s.split([' ', ',']).filter(|n| !n.is_empty()).map(str::to_owned).collect(),
-                    serde_norway::Value::Sequence(items) => items.iter().map(|i| i.as_str().map(str::to_owned).ok_or_else(|| self.err(&here("mechanisms"), "list mechanism names, e.g. [plain, login]"))).collect::<Result<_, _>>()?,
+                    serde_norway::Value::Sequence(items) => items
+                        .iter()
+                        .map(|i| i.as_str().map(str::to_owned).ok_or_else(|| self.err(&here("mechanisms"), "list mechanism names, e.g. [plain, login]")))
+                        .collect::<Result<_, _>>()?,
                     _ => return Err(self.err(&here("mechanisms"), "list mechanism names, e.g. [plain, login]")),
                 };
                 // `none` alone disables the passdb; `none` in a list means mechanism-less lookups.
@@ -1032,7 +1070,20 @@ impl Validator<'_> {
     }
 
     fn passdb(&self, at: &[Seg], db: &raw::Db) -> Result<PassdbConfig, ConfigError> {
-        const CHAIN: [&str; 12] = ["mechanisms", "username_filter", "deny", "master", "pass", "skip", "result_success", "result_failure", "result_internalfail", "override_fields", "default_fields", "username_format"];
+        const CHAIN: [&str; 12] = [
+            "mechanisms",
+            "username_filter",
+            "deny",
+            "master",
+            "pass",
+            "skip",
+            "result_success",
+            "result_failure",
+            "result_internalfail",
+            "override_fields",
+            "default_fields",
+            "username_format",
+        ];
         let with_chain = |own: &[&'static str]| -> Vec<&'static str> { own.iter().copied().chain(CHAIN).collect() };
         let driver = match db.driver.as_str() {
             "passwd-file" => {
@@ -1088,7 +1139,10 @@ impl Validator<'_> {
         let nopassword = rules.override_fields.iter().chain(rules.default_fields.iter()).any(|(k, _)| k == "nopassword")
             || matches!(&driver, PassdbDriver::Static { fields, .. } if fields.iter().any(|(k, _)| k == "nopassword"));
         if nopassword && rules.mechanisms == MechFilter::Any {
-            self.warn(at, "a passdb that sets `nopassword` serves every mechanism: any password is accepted for its users; limit it, e.g. `mechanisms: [external]`");
+            self.warn(
+                at,
+                "a passdb that sets `nopassword` serves every mechanism: any password is accepted for its users; limit it, e.g. `mechanisms: [external]`",
+            );
         }
         Ok(PassdbConfig { driver, rules })
     }
@@ -1101,13 +1155,18 @@ impl Validator<'_> {
         };
         let source = match db.service.as_deref().map(str::trim) {
             None => PAM_DEFAULT_SERVICE,
-            Some("") => return Err(self.err(&here("service"), "an empty PAM service; name the file under /etc/pam.d (e.g. saslgate), or `*` for the request's service")),
+            Some("") => {
+                return Err(self.err(&here("service"), "an empty PAM service; name the file under /etc/pam.d (e.g. saslgate), or `*` for the request's service"))
+            }
             // Dovecot's `*`: the service the client named (smtp, imap), lowercased.
             Some("*") => "%Ls",
             Some(s) => s,
         };
         if source.contains('/') {
-            return Err(self.err(&here("service"), format!("`{source}` is a path; a PAM service is a file name under the config folder (set `config_dir` for another folder)")));
+            return Err(self.err(
+                &here("service"),
+                format!("`{source}` is a path; a PAM service is a file name under the config folder (set `config_dir` for another folder)"),
+            ));
         }
         let service = self.template(&here("service"), source)?;
         let timeout = match &db.timeout {
@@ -1132,7 +1191,10 @@ impl Validator<'_> {
             Some(d) => {
                 let dir = self.resolve(d);
                 if !dir.is_dir() {
-                    return Err(self.err(&here("config_dir"), format!("{} is not a folder; create it with the PAM service files, or remove `config_dir` to use /etc/pam.d", dir.display())));
+                    return Err(self.err(
+                        &here("config_dir"),
+                        format!("{} is not a folder; create it with the PAM service files, or remove `config_dir` to use /etc/pam.d", dir.display()),
+                    ));
                 }
                 Some(dir)
             }
@@ -1189,7 +1251,10 @@ impl Validator<'_> {
                 if last_valid_uid.is_some_and(|last| last < first_valid_uid) {
                     let mut p = at.to_vec();
                     p.push(key("last_valid_uid"));
-                    return Err(self.err(&p, format!("last_valid_uid is below first_valid_uid ({first_valid_uid}): LIST would return nobody; raise it, or 0 for no bound")));
+                    return Err(self.err(
+                        &p,
+                        format!("last_valid_uid is below first_valid_uid ({first_valid_uid}): LIST would return nobody; raise it, or 0 for no bound"),
+                    ));
                 }
                 UserdbDriver::Passwd { first_valid_uid, last_valid_uid }
             }

@@ -27,7 +27,11 @@ fn the_issue_example_loads() {
     assert_eq!(c.passdbs.len(), 1);
     let UserdbDriver::Static { fields, allow_all_users } = &c.userdbs[0].driver else { panic!() };
     assert!(!allow_all_users);
-    assert_eq!(fields.iter().map(|(k, v)| (k.as_str(), v.source())).collect::<Vec<_>>(), [("uid", "1000"), ("gid", "1000"), ("home", "/var/mail/%d/%n")], "the order written in the YAML");
+    assert_eq!(
+        fields.iter().map(|(k, v)| (k.as_str(), v.source())).collect::<Vec<_>>(),
+        [("uid", "1000"), ("gid", "1000"), ("home", "/var/mail/%d/%n")],
+        "the order written in the YAML"
+    );
 }
 
 #[test]
@@ -209,7 +213,11 @@ fn ldap_errors_name_the_setting() {
         ("  - { driver: ldap, uris: [ \"ldap://x\" ], base: dc=x, pass_filter: \"uid=%u\" }\n", "passdbs[0].pass_filter", "parentheses"),
         ("  - { driver: ldap, uris: [ \"ldap://x\" ], base: dc=x, auth_bind_userdn: \"uid=%u\" }\n", "passdbs[0].auth_bind_userdn", "auth_bind: true"),
         ("  - { driver: ldap, uris: [ \"ldap://x\" ], base: dc=x, user_attrs: {} }\n", "passdbs[0].user_attrs", "not a setting of driver ldap"),
-        ("  - { driver: ldap, uris: [ \"ldap://x\" ], base: dc=x, pass_attrs: { userPassword: password, home: \"=%{ldap:a)(}\" } }\n", "passdbs[0].pass_attrs.home", "not an LDAP attribute"),
+        (
+            "  - { driver: ldap, uris: [ \"ldap://x\" ], base: dc=x, pass_attrs: { userPassword: password, home: \"=%{ldap:a)(}\" } }\n",
+            "passdbs[0].pass_attrs.home",
+            "not an LDAP attribute",
+        ),
         ("  - { driver: ldap, uris: [ \"ldap://x\" ], base: dc=x, dnpass_file: /nonexistent/x, dn: cn=a }\n", "passdbs[0].dnpass_file", "cannot read"),
         ("  - { driver: ldap, uris: [ \"ldap://x\" ], base: dc=x, timeout: 2h }\n", "passdbs[0].timeout", "between"),
     ];
@@ -236,7 +244,10 @@ fn template_numbers_that_would_overflow_are_refused_at_load() {
 
 #[test]
 fn warnings_are_collected_with_file_line_and_setting() {
-    let c = load_text("listeners:\n  - { path: a }\npassdbs:\n  - { driver: passwd-file, path: users.passwd }\n  - driver: static\n    fields: { nopassword: \"\" }\n").unwrap();
+    let c = load_text(
+        "listeners:\n  - { path: a }\npassdbs:\n  - { driver: passwd-file, path: users.passwd }\n  - driver: static\n    fields: { nopassword: \"\" }\n",
+    )
+    .unwrap();
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
     let w = &c.warnings[0];
     assert_eq!((w.file.as_str(), w.line, w.setting.as_str()), ("test.yaml", Some(5), "passdbs[1]"));
@@ -272,9 +283,24 @@ fn system_user_drivers_settings_and_errors() {
     let cases: &[(&str, usize, &str, &str)] = &[
         ("listeners:\n  - { path: a }\npassdbs:\n  - { driver: shadow, scheme: CRYPT }\n", 4, "passdbs[0].scheme", "not a setting of driver shadow"),
         ("listeners:\n  - { path: a }\npassdbs:\n  - { driver: shadow, path: \"/etc/%d/shadow\" }\n", 4, "passdbs[0].path", "without %variables"),
-        ("listeners:\n  - { path: a }\npassdbs:\n  - { driver: shadow, first_valid_uid: 1 }\n", 4, "passdbs[0].first_valid_uid", "not a setting of driver shadow"),
-        ("listeners:\n  - { path: a }\npassdbs:\n  - { driver: shadow }\nuserdbs:\n  - { driver: passwd, path: x }\n", 6, "userdbs[0].path", "not a setting of driver passwd"),
-        ("listeners:\n  - { path: a }\npassdbs:\n  - { driver: shadow }\nuserdbs:\n  - { driver: passwd, first_valid_uid: 1000, last_valid_uid: 10 }\n", 6, "userdbs[0].last_valid_uid", "below first_valid_uid"),
+        (
+            "listeners:\n  - { path: a }\npassdbs:\n  - { driver: shadow, first_valid_uid: 1 }\n",
+            4,
+            "passdbs[0].first_valid_uid",
+            "not a setting of driver shadow",
+        ),
+        (
+            "listeners:\n  - { path: a }\npassdbs:\n  - { driver: shadow }\nuserdbs:\n  - { driver: passwd, path: x }\n",
+            6,
+            "userdbs[0].path",
+            "not a setting of driver passwd",
+        ),
+        (
+            "listeners:\n  - { path: a }\npassdbs:\n  - { driver: shadow }\nuserdbs:\n  - { driver: passwd, first_valid_uid: 1000, last_valid_uid: 10 }\n",
+            6,
+            "userdbs[0].last_valid_uid",
+            "below first_valid_uid",
+        ),
     ];
     for (text, line, setting, hint) in cases {
         let e = load_text(text).unwrap_err().to_string();

@@ -277,15 +277,14 @@ mod tests {
 
     #[test]
     fn full_and_short_lines() {
-        let (u, p) = parse(b"alice:{PLAIN}secret:1000:1000:Alice A:/home/alice:/bin/sh:quota=1G nodelay userdb_mail=maildir:~/M\nbob:$1$x$y\ncarol\n# comment\n:nouser\n\n");
+        let (u, p) = parse(
+            b"alice:{PLAIN}secret:1000:1000:Alice A:/home/alice:/bin/sh:quota=1G nodelay userdb_mail=maildir:~/M\nbob:$1$x$y\ncarol\n# comment\n:nouser\n\n",
+        );
         assert!(p.is_empty(), "{p:?}");
         let a = u.get("alice").unwrap();
         assert_eq!(a.password.as_deref(), Some("{PLAIN}secret"));
         assert_eq!((a.uid.as_deref(), a.gid.as_deref(), a.home.as_deref()), (Some("1000"), Some("1000"), Some("/home/alice")));
-        assert_eq!(
-            a.extra_fields,
-            vec![("quota".into(), "1G".into()), ("nodelay".into(), String::new()), ("userdb_mail".into(), "maildir:~/M".into())]
-        );
+        assert_eq!(a.extra_fields, vec![("quota".into(), "1G".into()), ("nodelay".into(), String::new()), ("userdb_mail".into(), "maildir:~/M".into())]);
         assert_eq!(u.get("bob").unwrap().password.as_deref(), Some("$1$x$y"));
         assert_eq!(u.get("carol").unwrap().password, None);
         assert_eq!(u.names(), ["alice", "bob", "carol"]);

@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::request::{Fields, RequestInfo};
 use crate::config::{PassdbConfig, PassdbDriver};
 use crate::db::Resources;
+use crate::request::{Fields, RequestInfo};
 use crate::scheme::Scheme;
 use crate::secret::Secret;
 
@@ -73,7 +73,6 @@ impl PassdbReply {
     pub fn bare(outcome: PassdbOutcome) -> PassdbReply {
         PassdbReply { outcome, fields: Fields::new(), stored_password: None }
     }
-
 }
 
 /// One lookup: the (translated) user name and the request it belongs to.
@@ -110,20 +109,15 @@ pub trait Passdb: Send + Sync + std::fmt::Debug {
     fn default_scheme(&self) -> Scheme {
         Scheme::Crypt
     }
-
 }
 
 /// Builds a passdb from its validated config.
 pub fn build(config: &PassdbConfig, resources: &Resources) -> Arc<dyn Passdb> {
     match &config.driver {
         PassdbDriver::Static { password, fields } => Arc::new(Static::new(password.clone(), fields.clone())),
-        PassdbDriver::PasswdFile { path, scheme, username_format } => Arc::new(PasswdFile::new(
-            path.clone(),
-            *scheme,
-            username_format.clone(),
-            Arc::clone(&resources.files),
-            resources.pool.clone(),
-        )),
+        PassdbDriver::PasswdFile { path, scheme, username_format } => {
+            Arc::new(PasswdFile::new(path.clone(), *scheme, username_format.clone(), Arc::clone(&resources.files), resources.pool.clone()))
+        }
         // Each PAM passdb has its own pool of PAM threads (never the hashing pool).
         PassdbDriver::Pam { service, failure_show_msg, session, setcred, timeout, max_requests, config_dir } => Arc::new(Pam::new(
             PamSettings { service: service.clone(), failure_show_msg: *failure_show_msg, session: *session, setcred: *setcred, config_dir: config_dir.clone() },

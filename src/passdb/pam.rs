@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 
 use super::{Lookup, Passdb, PassdbOutcome, PassdbReply};
+use crate::db::pam::{PamOutcome, PamPool, PamRequest};
 use crate::protocol::sanitize;
 use crate::request::expand_for_user;
 use crate::request::var::Template;
 use crate::request::Fields;
-use crate::db::pam::{PamOutcome, PamPool, PamRequest};
 use crate::scheme::Scheme;
 use crate::secret::Secret;
 

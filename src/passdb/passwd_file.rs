@@ -8,10 +8,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{Lookup, Passdb, PassdbOutcome, PassdbReply};
-use crate::request::var::{Template, Var};
-use crate::request::{expand_for_path, expand_for_user};
 use crate::blocking::Pool;
 use crate::db::passwd_file::{self, Entry, Files};
+use crate::request::var::{Template, Var};
+use crate::request::{expand_for_path, expand_for_user};
 use crate::scheme::Scheme;
 
 /// The passwd-file passdb.
@@ -50,11 +50,9 @@ impl Passdb for PasswdFile {
 
     async fn lookup(&self, lookup: Lookup<'_>) -> PassdbReply {
         match self.entry(lookup).await {
-            Ok(Some(entry)) => PassdbReply {
-                outcome: PassdbOutcome::Ok,
-                fields: entry.extra_fields.into(),
-                stored_password: entry.password.map(zeroize::Zeroizing::new),
-            },
+            Ok(Some(entry)) => {
+                PassdbReply { outcome: PassdbOutcome::Ok, fields: entry.extra_fields.into(), stored_password: entry.password.map(zeroize::Zeroizing::new) }
+            }
             Ok(None) => PassdbReply::bare(PassdbOutcome::UserUnknown),
             Err(outcome) => PassdbReply::bare(outcome),
         }

@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 
 use super::escape::{escape_into, unescape};
-use super::{parse_u32, split_tabs, ProtocolError, RequestId, FailCode};
+use super::{parse_u32, split_tabs, FailCode, ProtocolError, RequestId};
 
 /// The client's `VERSION` line (the first line it sends).
 pub fn parse_version(line: &[u8]) -> Result<(u32, u32), ProtocolError> {
@@ -174,10 +174,7 @@ impl ClientCommand {
             b"AUTH" => parse_auth(rest.unwrap_or_default()).map(|a| ClientCommand::Auth(Box::new(a))),
             b"CONT" => {
                 let rest = rest.ok_or_else(|| ProtocolError::broken("CONT", "no id"))?;
-                let tab = rest
-                    .iter()
-                    .position(|&b| b == b'\t')
-                    .ok_or_else(|| ProtocolError::broken("CONT", "no TAB after the id"))?;
+                let tab = rest.iter().position(|&b| b == b'\t').ok_or_else(|| ProtocolError::broken("CONT", "no TAB after the id"))?;
                 let id = parse_id(&rest[..tab]).ok_or_else(|| ProtocolError::broken("CONT", "bad id"))?;
                 Ok(ClientCommand::Cont { id, data: rest[tab + 1..].to_vec() })
             }
@@ -278,10 +275,7 @@ fn forward_fields(value: &[u8]) -> Vec<(String, String)> {
         .map(|item| {
             let item = unescape(item);
             match item.iter().position(|&b| b == b'=') {
-                Some(eq) => (
-                    format!("forward_{}", String::from_utf8_lossy(&item[..eq])),
-                    String::from_utf8_lossy(&item[eq + 1..]).into_owned(),
-                ),
+                Some(eq) => (format!("forward_{}", String::from_utf8_lossy(&item[..eq])), String::from_utf8_lossy(&item[eq + 1..]).into_owned()),
                 None => (String::from_utf8_lossy(&item).into_owned(), String::new()),
             }
         })
@@ -432,10 +426,7 @@ mod tests {
     #[test]
     fn forward_fields_are_double_unescaped() {
         let a = auth(b"AUTH\t1\tPLAIN\tservice=doveadm\tforward_fields=k=a\x011tb\x0111c\x01tbare");
-        assert_eq!(
-            a.params.forward_fields,
-            vec![("forward_k".to_string(), "a\tb\x01c".to_string()), ("bare".to_string(), String::new())]
-        );
+        assert_eq!(a.params.forward_fields, vec![("forward_k".to_string(), "a\tb\x01c".to_string()), ("bare".to_string(), String::new())]);
     }
 
     #[test]
@@ -453,20 +444,13 @@ mod tests {
             b"AUTH\t1\tPLAIN\tservice=x\tresp=AA==\tdebug",
             b"AUTH\t1\tPLAIN\tresp=AA==\tservice=x",
         ] {
-            assert!(
-                matches!(ClientCommand::parse(line), Err(ProtocolError::Broken { verb: "AUTH", .. })),
-                "{:?}",
-                String::from_utf8_lossy(line)
-            );
+            assert!(matches!(ClientCommand::parse(line), Err(ProtocolError::Broken { verb: "AUTH", .. })), "{:?}", String::from_utf8_lossy(line));
         }
     }
 
     #[test]
     fn cont_and_cancel() {
-        assert_eq!(
-            ClientCommand::parse(b"CONT\t4\tAGFs\taWNl"),
-            Ok(ClientCommand::Cont { id: RequestId(4), data: b"AGFs\taWNl".to_vec() })
-        );
+        assert_eq!(ClientCommand::parse(b"CONT\t4\tAGFs\taWNl"), Ok(ClientCommand::Cont { id: RequestId(4), data: b"AGFs\taWNl".to_vec() }));
         assert_eq!(ClientCommand::parse(b"CONT\t1\t"), Ok(ClientCommand::Cont { id: RequestId(1), data: vec![] }));
         assert!(ClientCommand::parse(b"CONT\t1").is_err());
         assert!(ClientCommand::parse(b"CONT\tx\tAA==").is_err());

@@ -15,17 +15,14 @@ pub fn parse_version(line: &[u8]) -> Result<u32, ProtocolError> {
             (Some(super::MAJOR_VERSION), Some(minor)) => Ok(minor),
             _ => Err(ProtocolError::Handshake("master not compatible".into())),
         },
-        [b"CPID", ..] => Err(ProtocolError::Handshake(
-            "an authentication client is trying to connect to a master socket".into(),
-        )),
+        [b"CPID", ..] => Err(ProtocolError::Handshake("an authentication client is trying to connect to a master socket".into())),
         _ => Err(ProtocolError::Handshake("the first line is not VERSION".into())),
     }
 }
 
 /// The server's master handshake: exactly VERSION and SPID (imap checks that SPID follows).
 pub fn handshake(spid: u32) -> Vec<u8> {
-    format!("VERSION\t{}\t{}\nSPID\t{spid}\n", super::MAJOR_VERSION, super::MASTER_MINOR_VERSION)
-        .into_bytes()
+    format!("VERSION\t{}\t{}\nSPID\t{spid}\n", super::MAJOR_VERSION, super::MASTER_MINOR_VERSION).into_bytes()
 }
 
 /// Request information a master lookup carries (`service=`, IPs, ...), kept as key/value text.
@@ -240,11 +237,7 @@ mod tests {
     fn lookups() {
         assert_eq!(
             MasterCommand::parse(b"USER\t1\talice\tservice=imap\trandom=1"),
-            Ok(MasterCommand::User {
-                id: 1,
-                user: "alice".into(),
-                info: LookupInfo { service: "imap".into(), params: vec![("random".into(), "1".into())] }
-            })
+            Ok(MasterCommand::User { id: 1, user: "alice".into(), info: LookupInfo { service: "imap".into(), params: vec![("random".into(), "1".into())] } })
         );
         assert!(MasterCommand::parse(b"USER\t1\talice").is_err());
         assert!(MasterCommand::parse(b"PASS\t1\talice").is_err());

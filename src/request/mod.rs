@@ -172,7 +172,13 @@ impl RequestInfo {
                 Some(Secured::Yes) => "secured".to_owned(),
                 None => String::new(),
             },
-            Var::Cert => if self.valid_client_cert { "valid".to_owned() } else { String::new() },
+            Var::Cert => {
+                if self.valid_client_cert {
+                    "valid".to_owned()
+                } else {
+                    String::new()
+                }
+            }
             Var::RealRemoteIp => ip(self.real_rip),
             Var::Password => self.password.as_ref().map(|p| safe(&String::from_utf8_lossy(p.expose()))).unwrap_or_default(),
             Var::Percent => "%".to_owned(),
@@ -233,7 +239,11 @@ pub fn expand_for_path(template: &Template, user: &str, info: &RequestInfo) -> S
 /// as Dovecot does, and `..` becomes empty.
 pub fn path_safe(value: &str) -> String {
     let cut = value.split('/').next().unwrap_or_default();
-    if cut == ".." || cut == "." { String::new() } else { cut.to_owned() }
+    if cut == ".." || cut == "." {
+        String::new()
+    } else {
+        cut.to_owned()
+    }
 }
 
 /// Field values can hold secrets (`pass=`, a proxy password; `password=` from a passdb), so a

@@ -302,8 +302,7 @@ impl Template {
                             let index = u16::try_from(index).map_err(|_| TemplateError("too many %{ldap:…} attributes".into()))?;
                             break Var::Ldap(index);
                         }
-                        break Var::from_long(&name)
-                            .ok_or_else(|| TemplateError(format!("unknown variable %{{{name}}}")))?;
+                        break Var::from_long(&name).ok_or_else(|| TemplateError(format!("unknown variable %{{{name}}}")))?;
                     }
                     Some(c) => {
                         if let Some(v) = Var::from_short(c) {

@@ -551,7 +551,12 @@ mod tests {
     }
 
     fn lookup(authcid: &str, authzid: Option<&str>) -> Step {
-        Step::LookupCredentials(CredentialsRequest { authcid: authcid.into(), authzid: authzid.map(Into::into), scheme: Scheme::DigestMd5, hash_identity: None })
+        Step::LookupCredentials(CredentialsRequest {
+            authcid: authcid.into(),
+            authzid: authzid.map(Into::into),
+            scheme: Scheme::DigestMd5,
+            hash_identity: None,
+        })
     }
 
     #[test]
@@ -589,10 +594,7 @@ mod tests {
         let mut m = started(&["example.org"]);
         assert_eq!(without_identity(m.step(&good_response("alice", "example.org", "pw"))), lookup("alice@example.org", None));
         let rspauth = client_digest("alice", "example.org", "pw", NONCE, "cn0", "00000001", "auth", "imap/mx.example", None, ":");
-        assert_eq!(
-            m.credentials(&cred("alice", "example.org", "pw")),
-            Step::Success { final_data: Some(format!("rspauth={rspauth}").into_bytes()) }
-        );
+        assert_eq!(m.credentials(&cred("alice", "example.org", "pw")), Step::Success { final_data: Some(format!("rspauth={rspauth}").into_bytes()) });
 
         // Wrong password.
         let mut m = started(&[]);
@@ -625,7 +627,9 @@ mod tests {
     fn authzid_goes_into_a1_and_the_request() {
         for (authzid, want) in [("bob", Some("bob")), ("alice@ex", None)] {
             let d = client_digest("alice", "ex", "pw", NONCE, "c", "00000001", "auth", "smtp/h", Some(authzid), "AUTHENTICATE:");
-            let resp = format!("username=\"alice\",realm=\"ex\",authzid=\"{authzid}\",nonce=\"{NONCE}\",cnonce=\"c\",nc=00000001,qop=auth,digest-uri=\"smtp/h\",response={d}");
+            let resp = format!(
+                "username=\"alice\",realm=\"ex\",authzid=\"{authzid}\",nonce=\"{NONCE}\",cnonce=\"c\",nc=00000001,qop=auth,digest-uri=\"smtp/h\",response={d}"
+            );
             let mut m = started(&[]);
             assert_eq!(without_identity(m.step(resp.as_bytes())), lookup("alice@ex", want));
             let r = client_digest("alice", "ex", "pw", NONCE, "c", "00000001", "auth", "smtp/h", Some(authzid), ":");

@@ -4,7 +4,7 @@
 //! The request layer supplies the certificate user and checks it with an empty password, so
 //! the passdb serving EXTERNAL must say `nopassword`.
 
-use super::{Mechanism, MechFailure, Step};
+use super::{MechFailure, Mechanism, Step};
 
 /// The EXTERNAL mechanism.
 #[derive(Debug, Default)]

@@ -52,11 +52,7 @@ impl Mechanism for Login {
                 }
                 Err(why) => Step::Fail(why),
             },
-            State::ExpectPassword { user } => Step::VerifyPlain(PlainCredentials {
-                authcid: user,
-                authzid: None,
-                password: Secret::from(response),
-            }),
+            State::ExpectPassword { user } => Step::VerifyPlain(PlainCredentials { authcid: user, authzid: None, password: Secret::from(response) }),
             State::Done => Step::Fail(MechFailure::UnexpectedInput),
         }
     }
@@ -93,10 +89,7 @@ mod tests {
         m.start(None);
         assert_eq!(m.step(b""), Step::Fail(MechFailure::InvalidInput("empty user name")));
         assert_eq!(m.step(b"x"), Step::Fail(MechFailure::UnexpectedInput));
-        assert_eq!(
-            Login::new().start(Some(b"\xff\xfe")),
-            Step::Fail(MechFailure::InvalidInput("identity is not UTF-8"))
-        );
+        assert_eq!(Login::new().start(Some(b"\xff\xfe")), Step::Fail(MechFailure::InvalidInput("identity is not UTF-8")));
         let long = vec![b'u'; 20_000];
         assert_eq!(Login::new().start(Some(&long)), Step::Challenge(b"Password:".to_vec()));
     }

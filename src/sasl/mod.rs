@@ -141,10 +141,34 @@ impl MechInfo {
 pub static MECHANISMS: &[MechInfo] = &[
     MechInfo { name: "PLAIN", flags: &["plaintext"], allows_nul: true, need: PassdbNeed::VerifyPlain, new: |_| Box::new(Plain::new()) },
     MechInfo { name: "LOGIN", flags: &["plaintext"], allows_nul: false, need: PassdbNeed::VerifyPlain, new: |_| Box::new(Login::new()) },
-    MechInfo { name: "CRAM-MD5", flags: &["dictionary", "active"], allows_nul: false, need: PassdbNeed::Credentials(Scheme::CramMd5), new: |c| Box::new(CramMd5::new(c)) },
-    MechInfo { name: "DIGEST-MD5", flags: &["dictionary", "active", "mutual-auth"], allows_nul: false, need: PassdbNeed::Credentials(Scheme::DigestMd5), new: |c| Box::new(DigestMd5::new(c)) },
-    MechInfo { name: "SCRAM-SHA-1", flags: &["mutual-auth"], allows_nul: false, need: PassdbNeed::Credentials(Scheme::ScramSha1), new: |c| Box::new(Scram::sha1(c)) },
-    MechInfo { name: "SCRAM-SHA-256", flags: &["mutual-auth"], allows_nul: false, need: PassdbNeed::Credentials(Scheme::ScramSha256), new: |c| Box::new(Scram::sha256(c)) },
+    MechInfo {
+        name: "CRAM-MD5",
+        flags: &["dictionary", "active"],
+        allows_nul: false,
+        need: PassdbNeed::Credentials(Scheme::CramMd5),
+        new: |c| Box::new(CramMd5::new(c)),
+    },
+    MechInfo {
+        name: "DIGEST-MD5",
+        flags: &["dictionary", "active", "mutual-auth"],
+        allows_nul: false,
+        need: PassdbNeed::Credentials(Scheme::DigestMd5),
+        new: |c| Box::new(DigestMd5::new(c)),
+    },
+    MechInfo {
+        name: "SCRAM-SHA-1",
+        flags: &["mutual-auth"],
+        allows_nul: false,
+        need: PassdbNeed::Credentials(Scheme::ScramSha1),
+        new: |c| Box::new(Scram::sha1(c)),
+    },
+    MechInfo {
+        name: "SCRAM-SHA-256",
+        flags: &["mutual-auth"],
+        allows_nul: false,
+        need: PassdbNeed::Credentials(Scheme::ScramSha256),
+        new: |c| Box::new(Scram::sha256(c)),
+    },
     MechInfo { name: "EXTERNAL", flags: &[], allows_nul: false, need: PassdbNeed::VerifyPlain, new: |_| Box::new(External::new()) },
     MechInfo { name: "ANONYMOUS", flags: &["anonymous"], allows_nul: true, need: PassdbNeed::Nothing, new: |_| Box::new(Anonymous::new()) },
     // Dovecot's mech_winbind_ntlm / mech_winbind_spnego. GSS-SPNEGO allows NULs (DER tokens
@@ -210,7 +234,9 @@ impl fmt::Debug for Step {
             Step::VerifyPlain(creds) => f.debug_tuple("VerifyPlain").field(creds).finish(),
             Step::LookupCredentials(req) => f.debug_tuple("LookupCredentials").field(req).finish(),
             Step::Helper(line) => write!(f, "Helper(<{} bytes>)", line.len()),
-            Step::Authenticated { user, final_data } => f.debug_struct("Authenticated").field("user", user).field("final_data", &final_data.as_ref().map(Vec::len)).finish(),
+            Step::Authenticated { user, final_data } => {
+                f.debug_struct("Authenticated").field("user", user).field("final_data", &final_data.as_ref().map(Vec::len)).finish()
+            }
             Step::Anonymous { trace } => f.debug_struct("Anonymous").field("trace", trace).finish(),
             Step::External { authzid } => f.debug_struct("External").field("authzid", authzid).finish(),
             Step::Success { final_data } => f.debug_struct("Success").field("final_data", &final_data.as_ref().map(Vec::len)).finish(),

@@ -73,11 +73,7 @@ mod tests {
     }
 
     fn ok(user: &str, authzid: Option<&str>, pass: &[u8]) -> Step {
-        Step::VerifyPlain(PlainCredentials {
-            authcid: user.into(),
-            authzid: authzid.map(Into::into),
-            password: Secret::from(pass),
-        })
+        Step::VerifyPlain(PlainCredentials { authcid: user.into(), authzid: authzid.map(Into::into), password: Secret::from(pass) })
     }
 
     #[test]

@@ -396,10 +396,7 @@ mod tests {
             let signature = hmac_raw(self.algorithm, &stored_key, auth_message.as_bytes());
             let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
             let server_signature = hmac_raw(self.algorithm, &server_key, auth_message.as_bytes());
-            (
-                format!("{without_proof},p={}", B64.encode(proof)).into_bytes(),
-                format!("v={}", B64.encode(server_signature)).into_bytes(),
-            )
+            (format!("{without_proof},p={}", B64.encode(proof)).into_bytes(), format!("v={}", B64.encode(server_signature)).into_bytes())
         }
     }
 
@@ -408,7 +405,12 @@ mod tests {
     }
 
     fn lookup(algorithm: ScramAlgorithm, authcid: &str, authzid: Option<&str>) -> Step {
-        Step::LookupCredentials(CredentialsRequest { authcid: authcid.into(), authzid: authzid.map(Into::into), scheme: algorithm.scheme(), hash_identity: None })
+        Step::LookupCredentials(CredentialsRequest {
+            authcid: authcid.into(),
+            authzid: authzid.map(Into::into),
+            scheme: algorithm.scheme(),
+            hash_identity: None,
+        })
     }
 
     fn server_first_of(step: Step) -> Vec<u8> {

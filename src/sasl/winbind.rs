@@ -109,11 +109,9 @@ impl fmt::Debug for HelperReply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HelperReply::Challenge(c) => write!(f, "Challenge(<{} bytes>)", c.len()),
-            HelperReply::Authenticated { user, final_data } => f
-                .debug_struct("Authenticated")
-                .field("user", user)
-                .field("final_data", &final_data.as_ref().map(|d| format!("<{} bytes>", d.len())))
-                .finish(),
+            HelperReply::Authenticated { user, final_data } => {
+                f.debug_struct("Authenticated").field("user", user).field("final_data", &final_data.as_ref().map(|d| format!("<{} bytes>", d.len()))).finish()
+            }
             HelperReply::Rejected(r) => f.debug_tuple("Rejected").field(r).finish(),
             HelperReply::Broken(r) => f.debug_tuple("Broken").field(r).finish(),
         }
@@ -329,10 +327,7 @@ mod tests {
         assert!(line.starts_with(b"YR "));
         assert_eq!(m.helper_reply(b"TT oYGoMIGloAMKAQGh *"), Step::Challenge(B64.decode("oYGoMIGloAMKAQGh").unwrap()));
         assert!(matches!(m.step(b"\xa1\0\0"), Step::Helper(l) if l.starts_with(b"KK ")));
-        assert_eq!(
-            m.helper_reply(b"AF oQcwBaADCgEA TESTHOST\\ntuser1"),
-            authed("ntuser1@TESTHOST", Some(&B64.decode("oQcwBaADCgEA").unwrap()))
-        );
+        assert_eq!(m.helper_reply(b"AF oQcwBaADCgEA TESTHOST\\ntuser1"), authed("ntuser1@TESTHOST", Some(&B64.decode("oQcwBaADCgEA").unwrap())));
     }
 
     #[test]

@@ -24,8 +24,7 @@ fn malformed(scheme: Scheme, why: &'static str) -> SchemeError {
 
 pub(super) fn verify(scheme: Scheme, raw: &[u8], password: &[u8]) -> Result<bool, SchemeError> {
     let text = std::str::from_utf8(raw).map_err(|_| malformed(scheme, "not ASCII"))?;
-    let hash =
-        PasswordHash::new(text).map_err(|_| malformed(scheme, "not an argon2 PHC string"))?;
+    let hash = PasswordHash::new(text).map_err(|_| malformed(scheme, "not an argon2 PHC string"))?;
     match hash.algorithm.as_str() {
         "argon2i" | "argon2id" => {}
         _ => return Err(malformed(scheme, "not argon2i or argon2id")),
@@ -34,14 +33,8 @@ pub(super) fn verify(scheme: Scheme, raw: &[u8], password: &[u8]) -> Result<bool
         return Err(malformed(scheme, "salt or hash missing"));
     }
     let params = Params::try_from(&hash).map_err(|_| malformed(scheme, "bad argon2 parameters"))?;
-    if params.m_cost() > MAX_ARGON2_M_COST_KIB
-        || params.t_cost() > MAX_ARGON2_T_COST
-        || params.p_cost() > MAX_ARGON2_P_COST
-    {
-        return Err(SchemeError::TooExpensive {
-            scheme: scheme.as_str(),
-            why: "argon2 m/t/p",
-        });
+    if params.m_cost() > MAX_ARGON2_M_COST_KIB || params.t_cost() > MAX_ARGON2_T_COST || params.p_cost() > MAX_ARGON2_P_COST {
+        return Err(SchemeError::TooExpensive { scheme: scheme.as_str(), why: "argon2 m/t/p" });
     }
     match Argon2::default().verify_password(password, &hash) {
         Ok(()) => Ok(true),
@@ -52,11 +45,7 @@ pub(super) fn verify(scheme: Scheme, raw: &[u8], password: &[u8]) -> Result<bool
 
 /// Dovecot's `generate_argon2i/id()`: `rounds` is libsodium's ops limit and selects the memory
 /// limit (interactive / moderate / sensitive).
-pub(super) fn generate(
-    scheme: Scheme,
-    password: &[u8],
-    rounds: Option<u32>,
-) -> Result<String, SchemeError> {
+pub(super) fn generate(scheme: Scheme, password: &[u8], rounds: Option<u32>) -> Result<String, SchemeError> {
     const MIB: u32 = 1024; // m is in KiB
     let (algorithm, t_cost, m_cost) = if scheme == Scheme::Argon2i {
         let ops = rounds.unwrap_or(4);
@@ -77,23 +66,13 @@ pub(super) fn generate(
         (Algorithm::Argon2id, ops.max(3), mem)
     };
     if t_cost > MAX_ARGON2_T_COST {
-        return Err(SchemeError::TooExpensive {
-            scheme: scheme.as_str(),
-            why: "argon2 t",
-        });
+        return Err(SchemeError::TooExpensive { scheme: scheme.as_str(), why: "argon2 t" });
     }
-    let params =
-        Params::new(m_cost, t_cost, 1, Some(HASH_LEN)).map_err(|_| SchemeError::Unsupported {
-            scheme: scheme.as_str(),
-            why: "argon2 params",
-        })?;
+    let params = Params::new(m_cost, t_cost, 1, Some(HASH_LEN)).map_err(|_| SchemeError::Unsupported { scheme: scheme.as_str(), why: "argon2 params" })?;
     let mut salt = [0u8; SALT_LEN];
     random_bytes(&mut salt)?;
     let hash = Argon2::default()
         .hash_password_customized(password, &salt, Some(algorithm.as_str()), None, params)
-        .map_err(|_| SchemeError::Unsupported {
-            scheme: scheme.as_str(),
-            why: "argon2 failed",
-        })?;
+        .map_err(|_| SchemeError::Unsupported { scheme: scheme.as_str(), why: "argon2 failed" })?;
     Ok(hash.to_string())
 }

@@ -4,15 +4,11 @@
 //! least-significant first. The older algorithms shuffle digest bytes first; callers do that
 //! with a transposition table and then use [`encode`].
 
-pub(super) const ALPHABET: &[u8; 64] =
-    b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+pub(super) const ALPHABET: &[u8; 64] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// The 6-bit value of one character, `None` outside the alphabet.
 pub(super) fn value(c: u8) -> Option<u32> {
-    ALPHABET
-        .iter()
-        .position(|&a| a == c)
-        .and_then(|p| u32::try_from(p).ok())
+    ALPHABET.iter().position(|&a| a == c).and_then(|p| u32::try_from(p).ok())
 }
 
 /// Whether every byte of `text` is in the alphabet.
@@ -66,9 +62,7 @@ pub(super) fn decode_u32(text: &str) -> Option<u32> {
     if text.is_empty() || text.len() > 5 {
         return None;
     }
-    text.bytes()
-        .enumerate()
-        .try_fold(0u32, |acc, (i, c)| Some(acc | value(c)? << (6 * i)))
+    text.bytes().enumerate().try_fold(0u32, |acc, (i, c)| Some(acc | value(c)? << (6 * i)))
 }
 
 #[cfg(test)]

@@ -27,14 +27,9 @@ fn malformed(scheme: Scheme, why: &'static str) -> SchemeError {
 /// Verifies a `$y$`, `$gy$` or `$7$` string.
 pub(super) fn verify(scheme: Scheme, text: &str, password: &[u8]) -> Result<bool, SchemeError> {
     // The setting is everything before the last `$`; the hash follows it.
-    let (setting, hash) = text
-        .rsplit_once('$')
-        .ok_or(malformed(scheme, "no hash part"))?;
+    let (setting, hash) = text.rsplit_once('$').ok_or(malformed(scheme, "no hash part"))?;
     if hash.len() != 43 || !crypt_b64::is_valid(hash) {
-        return Err(malformed(
-            scheme,
-            "hash part is not 43 crypt-base64 characters",
-        ));
+        return Err(malformed(scheme, "hash part is not 43 crypt-base64 characters"));
     }
     let computed = if let Some(rest) = setting.strip_prefix("$7$") {
         scrypt(scheme, rest, password)?
@@ -46,20 +41,13 @@ pub(super) fn verify(scheme: Scheme, text: &str, password: &[u8]) -> Result<bool
     } else {
         return Err(malformed(scheme, "unknown yescrypt family prefix"));
     };
-    Ok(ct_eq(
-        crypt_b64::encode(&computed).as_bytes(),
-        hash.as_bytes(),
-    ))
+    Ok(ct_eq(crypt_b64::encode(&computed).as_bytes(), hash.as_bytes()))
 }
 
 /// `<params>$<salt>` for `$y$`/`$gy$`.
 fn yescrypt_setting(scheme: Scheme, rest: &str, password: &[u8]) -> Result<Vec<u8>, SchemeError> {
-    let (params, salt) = rest
-        .split_once('$')
-        .ok_or(malformed(scheme, "no yescrypt salt"))?;
-    let params: Params = params
-        .parse()
-        .map_err(|_| malformed(scheme, "bad yescrypt parameters"))?;
+    let (params, salt) = rest.split_once('$').ok_or(malformed(scheme, "no yescrypt salt"))?;
+    let params: Params = params.parse().map_err(|_| malformed(scheme, "bad yescrypt parameters"))?;
     let salt = crypt_b64::decode(salt).ok_or(malformed(scheme, "bad yescrypt salt"))?;
     run(scheme, password, &salt, &params)
 }
@@ -67,18 +55,9 @@ fn yescrypt_setting(scheme: Scheme, rest: &str, password: &[u8]) -> Result<Vec<u
 /// `<N_log2:1><r:5><p:5><salt>` for `$7$`.
 fn scrypt(scheme: Scheme, rest: &str, password: &[u8]) -> Result<Vec<u8>, SchemeError> {
     let bad = || malformed(scheme, "bad scrypt parameters");
-    let n_log2 = rest
-        .get(..1)
-        .and_then(crypt_b64::decode_u32)
-        .ok_or_else(bad)?;
-    let r = rest
-        .get(1..6)
-        .and_then(crypt_b64::decode_u32)
-        .ok_or_else(bad)?;
-    let p = rest
-        .get(6..11)
-        .and_then(crypt_b64::decode_u32)
-        .ok_or_else(bad)?;
+    let n_log2 = rest.get(..1).and_then(crypt_b64::decode_u32).ok_or_else(bad)?;
+    let r = rest.get(1..6).and_then(crypt_b64::decode_u32).ok_or_else(bad)?;
+    let p = rest.get(6..11).and_then(crypt_b64::decode_u32).ok_or_else(bad)?;
     let salt = rest.get(11..).ok_or_else(bad)?;
     if !(1..=63).contains(&n_log2) {
         return Err(bad());
@@ -88,37 +67,20 @@ fn scrypt(scheme: Scheme, rest: &str, password: &[u8]) -> Result<Vec<u8>, Scheme
 }
 
 /// Checks the cost against our caps, then runs the KDF for a 32-byte output.
-fn run(
-    scheme: Scheme,
-    password: &[u8],
-    salt: &[u8],
-    params: &Params,
-) -> Result<Vec<u8>, SchemeError> {
+fn run(scheme: Scheme, password: &[u8], salt: &[u8], params: &Params) -> Result<Vec<u8>, SchemeError> {
     let (n, r, p) = (params.n(), u64::from(params.r()), u64::from(params.p()));
-    let memory = n
-        .checked_mul(r)
-        .and_then(|nr| nr.checked_add(r.saturating_mul(p)))
-        .and_then(|blocks| blocks.checked_mul(128));
+    let memory = n.checked_mul(r).and_then(|nr| nr.checked_add(r.saturating_mul(p))).and_then(|blocks| blocks.checked_mul(128));
     if r == 0 || p == 0 || p > u64::from(MAX_P) || memory.is_none_or(|m| m > MAX_YESCRYPT_MEMORY) {
-        return Err(SchemeError::TooExpensive {
-            scheme: scheme.as_str(),
-            why: "yescrypt memory",
-        });
+        return Err(SchemeError::TooExpensive { scheme: scheme.as_str(), why: "yescrypt memory" });
     }
     // yescrypt's `t` multiplies the running time without bound and the crate does not expose
     // it. libxcrypt always writes t = 0, so accept only parameters equal to a t = 0 set.
-    let plain = [Mode::Rw, Mode::Worm, Mode::Classic]
-        .into_iter()
-        .any(|mode| Params::new(mode, n, params.r(), params.p()).is_ok_and(|q| q == *params));
+    let plain = [Mode::Rw, Mode::Worm, Mode::Classic].into_iter().any(|mode| Params::new(mode, n, params.r(), params.p()).is_ok_and(|q| q == *params));
     if !plain {
-        return Err(SchemeError::Unsupported {
-            scheme: scheme.as_str(),
-            why: "yescrypt t > 0",
-        });
+        return Err(SchemeError::Unsupported { scheme: scheme.as_str(), why: "yescrypt t > 0" });
     }
     let mut out = vec![0u8; HASH_LEN];
-    yescrypt::yescrypt(password, salt, params, &mut out)
-        .map_err(|_| malformed(scheme, "yescrypt parameters rejected"))?;
+    yescrypt::yescrypt(password, salt, params, &mut out).map_err(|_| malformed(scheme, "yescrypt parameters rejected"))?;
     Ok(out)
 }
 

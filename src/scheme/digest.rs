@@ -42,18 +42,11 @@ fn salted_hash(scheme: Scheme) -> (usize, HashFn) {
 }
 
 /// SSHA*/SMD5 verification: the stored bytes are the digest followed by a non-empty salt.
-pub(super) fn verify_salted(
-    scheme: Scheme,
-    raw: &[u8],
-    password: &[u8],
-) -> Result<bool, SchemeError> {
+pub(super) fn verify_salted(scheme: Scheme, raw: &[u8], password: &[u8]) -> Result<bool, SchemeError> {
     let (len, hash_fn) = salted_hash(scheme);
     // Dovecot: "SSHA password is too short" unless at least one salt byte follows.
     if raw.len() <= len {
-        return Err(SchemeError::malformed(
-            scheme,
-            "too short for digest and salt",
-        ));
+        return Err(SchemeError::malformed(scheme, "too short for digest and salt"));
     }
     let (expected, salt) = raw.split_at(len);
     Ok(ct_eq(&hash_fn(&[password, salt]), expected))

@@ -42,10 +42,7 @@ pub use crypt::{MAX_BCRYPT_COST, MAX_BSDI_ROUNDS, MAX_SHA_CRYPT_ROUNDS};
 pub use crypt_yescrypt::MAX_YESCRYPT_MEMORY;
 pub use otp::MAX_OTP_SEQUENCE;
 pub use pbkdf::MAX_PBKDF2_ITERATIONS;
-pub use scram::{
-    scram_client_key, scram_salted_password, scram_server_key, scram_stored_key, ScramAlgorithm,
-    ScramCredentials,
-};
+pub use scram::{scram_client_key, scram_salted_password, scram_server_key, scram_stored_key, ScramAlgorithm, ScramCredentials};
 
 /// Why a stored password could not be used. None of the messages carries secret material.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
@@ -58,22 +55,13 @@ pub enum SchemeError {
     /// The stored value does not have the shape the scheme requires (wrong length, bad
     /// base64/hex, bad crypt string ...).
     #[error("malformed {scheme} password in passdb: {why}")]
-    Malformed {
-        scheme: &'static str,
-        why: &'static str,
-    },
+    Malformed { scheme: &'static str, why: &'static str },
     /// The stored value asks for more work or memory than this daemon allows.
     #[error("{scheme} password in passdb exceeds the cost limit: {why}")]
-    TooExpensive {
-        scheme: &'static str,
-        why: &'static str,
-    },
+    TooExpensive { scheme: &'static str, why: &'static str },
     /// Valid for Dovecot, but this implementation cannot handle it (e.g. `$2x$` bcrypt).
     #[error("{scheme} password cannot be handled: {why}")]
-    Unsupported {
-        scheme: &'static str,
-        why: &'static str,
-    },
+    Unsupported { scheme: &'static str, why: &'static str },
     /// The operating system's random generator failed while generating a salt.
     #[error("random number generator failed")]
     Random,
@@ -81,10 +69,7 @@ pub enum SchemeError {
 
 impl SchemeError {
     fn malformed(scheme: Scheme, why: &'static str) -> Self {
-        SchemeError::Malformed {
-            scheme: scheme.as_str(),
-            why,
-        }
+        SchemeError::Malformed { scheme: scheme.as_str(), why }
     }
 }
 
@@ -155,22 +140,8 @@ struct Info {
     group: Scheme,
 }
 
-const fn info(
-    scheme: Scheme,
-    name: &'static str,
-    encoding: Encoding,
-    raw_len: usize,
-    expensive: bool,
-    group: Scheme,
-) -> Info {
-    Info {
-        scheme,
-        name,
-        encoding,
-        raw_len,
-        expensive,
-        group,
-    }
+const fn info(scheme: Scheme, name: &'static str, encoding: Encoding, raw_len: usize, expensive: bool, group: Scheme) -> Info {
+    Info { scheme, name, encoding, raw_len, expensive, group }
 }
 
 // Short names keep the registry table on one line per scheme.
@@ -204,32 +175,11 @@ static SCHEMES: &[Info] = &[
     info(S::PlainMd4, "PLAIN-MD4", HEX, 16, false, S::PlainMd4),
     info(S::PlainMd5, "PLAIN-MD5", HEX, 16, false, S::PlainMd5),
     info(S::LdapMd5, "LDAP-MD5", B64, 16, false, S::PlainMd5),
-    info(
-        S::HmacMd5,
-        "HMAC-MD5",
-        HEX,
-        CRAM_MD5_CONTEXT_LEN,
-        false,
-        S::CramMd5,
-    ),
-    info(
-        S::CramMd5,
-        "CRAM-MD5",
-        HEX,
-        CRAM_MD5_CONTEXT_LEN,
-        false,
-        S::CramMd5,
-    ),
+    info(S::HmacMd5, "HMAC-MD5", HEX, CRAM_MD5_CONTEXT_LEN, false, S::CramMd5),
+    info(S::CramMd5, "CRAM-MD5", HEX, CRAM_MD5_CONTEXT_LEN, false, S::CramMd5),
     info(S::DigestMd5, "DIGEST-MD5", HEX, 16, false, S::DigestMd5),
     info(S::ScramSha1, "SCRAM-SHA-1", RAW, 0, true, S::ScramSha1),
-    info(
-        S::ScramSha256,
-        "SCRAM-SHA-256",
-        RAW,
-        0,
-        true,
-        S::ScramSha256,
-    ),
+    info(S::ScramSha256, "SCRAM-SHA-256", RAW, 0, true, S::ScramSha256),
     info(S::Pbkdf2, "PBKDF2", RAW, 0, true, S::Pbkdf2),
     info(S::Argon2i, "ARGON2I", RAW, 0, true, S::Argon2i),
     info(S::Argon2id, "ARGON2ID", RAW, 0, true, S::Argon2id),
@@ -242,10 +192,7 @@ impl Scheme {
     fn info(self) -> &'static Info {
         // Every variant has exactly one row; the unit test `registry_is_complete` checks it.
         // Falling back to the first row keeps this total without a panic path.
-        SCHEMES
-            .iter()
-            .find(|i| i.scheme == self)
-            .unwrap_or(&SCHEMES[0])
+        SCHEMES.iter().find(|i| i.scheme == self).unwrap_or(&SCHEMES[0])
     }
 
     /// Dovecot's upper-case name, e.g. `"SHA512-CRYPT"`.
@@ -298,11 +245,7 @@ impl FromStr for Scheme {
 
     /// Case-insensitive scheme name, without an encoding suffix.
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        SCHEMES
-            .iter()
-            .find(|i| i.name.eq_ignore_ascii_case(name))
-            .map(|i| i.scheme)
-            .ok_or_else(|| unknown(name))
+        SCHEMES.iter().find(|i| i.name.eq_ignore_ascii_case(name)).map(|i| i.scheme).ok_or_else(|| unknown(name))
     }
 }
 
@@ -322,11 +265,7 @@ pub struct StoredPassword {
 
 impl fmt::Debug for StoredPassword {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StoredPassword")
-            .field("scheme", &self.scheme)
-            .field("forced", &self.forced)
-            .field("raw", &"<hidden>")
-            .finish()
+        f.debug_struct("StoredPassword").field("scheme", &self.scheme).field("forced", &self.forced).field("raw", &"<hidden>").finish()
     }
 }
 
@@ -340,15 +279,8 @@ impl StoredPassword {
         if let Some(rest) = raw.strip_prefix("$1$") {
             if let Some(salt_end) = rest.find('$') {
                 let after_salt = 3 + salt_end + 1;
-                let end = raw
-                    .get(after_salt..)
-                    .and_then(|tail| tail.find('$'))
-                    .map_or(raw.len(), |i| after_salt + i);
-                return Ok(Self::new(
-                    Scheme::Md5Crypt,
-                    None,
-                    raw.get(..end).unwrap_or(raw),
-                ));
+                let end = raw.get(after_salt..).and_then(|tail| tail.find('$')).map_or(raw.len(), |i| after_salt + i);
+                return Ok(Self::new(Scheme::Md5Crypt, None, raw.get(..end).unwrap_or(raw)));
             }
         }
         let Some(body) = raw.strip_prefix('{') else {
@@ -366,9 +298,7 @@ impl StoredPassword {
         let scheme: Scheme = name.parse().map_err(|_| unknown(label))?;
         let forced = match suffix {
             None => None,
-            Some(s) if s.eq_ignore_ascii_case("b64") || s.eq_ignore_ascii_case("base64") => {
-                Some(Encoding::Base64)
-            }
+            Some(s) if s.eq_ignore_ascii_case("b64") || s.eq_ignore_ascii_case("base64") => Some(Encoding::Base64),
             Some(s) if s.eq_ignore_ascii_case("hex") => Some(Encoding::Hex),
             // Dovecot: "unknown encoding. treat as invalid scheme."
             Some(_) => return Err(unknown(label)),
@@ -378,11 +308,7 @@ impl StoredPassword {
 
     /// Wraps an already split value (e.g. `password_noscheme` with a known scheme).
     pub fn new(scheme: Scheme, forced: Option<Encoding>, text: &str) -> StoredPassword {
-        StoredPassword {
-            scheme,
-            forced,
-            raw: Zeroizing::new(text.to_owned()),
-        }
+        StoredPassword { scheme, forced, raw: Zeroizing::new(text.to_owned()) }
     }
 
     pub fn scheme(&self) -> Scheme {
@@ -424,21 +350,13 @@ impl StoredPassword {
 }
 
 /// Dovecot's `password_decode()`.
-fn decode<'a>(
-    scheme: Scheme,
-    forced: Option<Encoding>,
-    text: &'a str,
-) -> Result<Cow<'a, [u8]>, SchemeError> {
+fn decode<'a>(scheme: Scheme, forced: Option<Encoding>, text: &'a str) -> Result<Cow<'a, [u8]>, SchemeError> {
     let info = scheme.info();
     let mut encoding = forced.unwrap_or(info.encoding);
     let mut guessed = false;
     if forced.is_none() && info.encoding != Encoding::None && info.raw_len != 0 {
         // Fixed-length digest with no suffix: hex if exactly twice the raw length, else base64.
-        encoding = if text.len() == info.raw_len * 2 {
-            Encoding::Hex
-        } else {
-            Encoding::Base64
-        };
+        encoding = if text.len() == info.raw_len * 2 { Encoding::Hex } else { Encoding::Base64 };
         guessed = true;
     }
     let bytes: Cow<'a, [u8]> = match encoding {
@@ -459,11 +377,8 @@ fn decode<'a>(
 
 /// Base64 as Dovecot's decoder takes it: whitespace skipped, padding required, no trailing data.
 fn decode_base64(scheme: Scheme, text: &str) -> Result<Vec<u8>, SchemeError> {
-    let compact: Zeroizing<Vec<u8>> =
-        Zeroizing::new(text.bytes().filter(|b| !b.is_ascii_whitespace()).collect());
-    B64_LENIENT
-        .decode(&*compact)
-        .map_err(|_| SchemeError::malformed(scheme, "not valid base64"))
+    let compact: Zeroizing<Vec<u8>> = Zeroizing::new(text.bytes().filter(|b| !b.is_ascii_whitespace()).collect());
+    B64_LENIENT.decode(&*compact).map_err(|_| SchemeError::malformed(scheme, "not valid base64"))
 }
 
 /// Standard alphabet, canonical padding required, non-zero trailing bits tolerated (as in C).
@@ -476,18 +391,11 @@ const B64_LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpo
 
 /// Verification on the decoded stored bytes: Dovecot's per-scheme `password_verify` functions,
 /// or "generate and compare" for the plain digests.
-fn verify_decoded(
-    scheme: Scheme,
-    raw: &[u8],
-    password: &[u8],
-    user: &str,
-) -> Result<bool, SchemeError> {
+fn verify_decoded(scheme: Scheme, raw: &[u8], password: &[u8], user: &str) -> Result<bool, SchemeError> {
     match scheme {
         S::Plain | S::Clear | S::Cleartext => Ok(plain::verify(raw, password)),
         S::PlainTrunc => plain::verify_trunc(raw, password),
-        S::Crypt | S::DesCrypt | S::Sha256Crypt | S::Sha512Crypt => {
-            crypt::verify(scheme, raw, password)
-        }
+        S::Crypt | S::DesCrypt | S::Sha256Crypt | S::Sha512Crypt => crypt::verify(scheme, raw, password),
         S::Md5Crypt => crypt::verify_md5_crypt(scheme, raw, password),
         S::Md5 => {
             if raw.starts_with(b"$1$") {
@@ -518,11 +426,7 @@ fn md5_neither() -> SchemeError {
 }
 
 /// The unsalted, deterministic digest schemes: the raw bytes `generate` encodes.
-fn raw_digest(
-    scheme: Scheme,
-    password: &[u8],
-    user: &str,
-) -> Result<Zeroizing<Vec<u8>>, SchemeError> {
+fn raw_digest(scheme: Scheme, password: &[u8], user: &str) -> Result<Zeroizing<Vec<u8>>, SchemeError> {
     let out = match scheme {
         S::Sha | S::Sha1 => digest::hash::<sha1::Sha1>(&[password]),
         S::Sha256 => digest::hash::<sha2::Sha256>(&[password]),
@@ -533,12 +437,7 @@ fn raw_digest(
         S::HmacMd5 | S::CramMd5 => cram_md5_context(password).to_vec(),
         S::Ntlm => ntlm::nt_hash(password),
         S::Lanman => ntlm::lm_hash(password).to_vec(),
-        _ => {
-            return Err(SchemeError::Unsupported {
-                scheme: scheme.as_str(),
-                why: "not a digest",
-            })
-        }
+        _ => return Err(SchemeError::Unsupported { scheme: scheme.as_str(), why: "not a digest" }),
     };
     Ok(Zeroizing::new(out))
 }
@@ -551,9 +450,7 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Fills `buf` from the OS random generator.
 fn random_bytes(buf: &mut [u8]) -> Result<(), SchemeError> {
-    rand::rngs::OsRng
-        .try_fill_bytes(buf)
-        .map_err(|_| SchemeError::Random)
+    rand::rngs::OsRng.try_fill_bytes(buf).map_err(|_| SchemeError::Random)
 }
 
 /// Dovecot's `password_generate_salt()`: `len` characters from `./0-9A-Za-z`.
@@ -562,10 +459,7 @@ fn random_salt_chars(len: usize) -> Result<String, SchemeError> {
     let mut bytes = vec![0u8; len];
     random_bytes(&mut bytes)?;
     // 256 is a multiple of 64, so the modulo is unbiased.
-    Ok(bytes
-        .iter()
-        .map(|b| char::from(SALT_CHARS[usize::from(*b) % SALT_CHARS.len()]))
-        .collect())
+    Ok(bytes.iter().map(|b| char::from(SALT_CHARS[usize::from(*b) % SALT_CHARS.len()])).collect())
 }
 
 /// The DIGEST-MD5 credential `MD5(name:realm:password)` for a name and realm as a client sent
@@ -579,12 +473,7 @@ pub fn digest_md5_credential(name: &str, realm: &str, password: &[u8]) -> Vec<u8
 /// `doveadm pw -s SCHEME [-r ROUNDS]` would (random salt where the scheme has one). `rounds`
 /// follows Dovecot: cost for BLF-CRYPT/CRYPT, rounds for SHA*-CRYPT and PBKDF2, ops limit for
 /// ARGON2*; ignored elsewhere. `user` matters only for DIGEST-MD5.
-pub fn generate(
-    scheme: Scheme,
-    password: &[u8],
-    user: &str,
-    rounds: Option<u32>,
-) -> Result<String, SchemeError> {
+pub fn generate(scheme: Scheme, password: &[u8], user: &str, rounds: Option<u32>) -> Result<String, SchemeError> {
     let rounds = rounds.filter(|r| *r != 0);
     let text = match scheme {
         S::Plain | S::Clear | S::Cleartext | S::PlainTrunc => plain::generate(scheme, password)?,
@@ -592,9 +481,7 @@ pub fn generate(
         S::DesCrypt => crypt::generate_des(scheme, password)?,
         S::Md5Crypt | S::Md5 => crypt::generate_md5_crypt(password)?,
         S::Sha256Crypt | S::Sha512Crypt => crypt::generate_sha_crypt(scheme, password, rounds)?,
-        S::Ssha | S::Ssha256 | S::Ssha512 | S::Smd5 => {
-            encode(scheme, &digest::generate_salted(scheme, password)?)
-        }
+        S::Ssha | S::Ssha256 | S::Ssha512 | S::Smd5 => encode(scheme, &digest::generate_salted(scheme, password)?),
         S::ScramSha1 | S::ScramSha256 => scram::generate(scheme, password)?,
         S::Pbkdf2 => pbkdf::generate(password, rounds)?,
         S::Argon2i | S::Argon2id => argon::generate(scheme, password, rounds)?,

@@ -58,8 +58,5 @@ fn to_upper_oem(password: &[u8]) -> Vec<u8> {
     let Ok(text) = std::str::from_utf8(password) else {
         return password.to_ascii_uppercase();
     };
-    text.chars()
-        .flat_map(char::to_uppercase)
-        .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
-        .collect()
+    text.chars().flat_map(char::to_uppercase).map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')).collect()
 }

@@ -75,9 +75,7 @@ fn malformed(why: &'static str) -> SchemeError {
 pub(super) fn verify(raw: &[u8], password: &[u8]) -> Result<bool, SchemeError> {
     let text = std::str::from_utf8(raw).map_err(|_| malformed("not ASCII"))?;
     let mut fields = text.split(' ');
-    let (Some(algo), Some(seq), Some(seed), Some(hash)) =
-        (fields.next(), fields.next(), fields.next(), fields.next())
-    else {
+    let (Some(algo), Some(seq), Some(seed), Some(hash)) = (fields.next(), fields.next(), fields.next(), fields.next()) else {
         return Err(malformed("not <algo> <seq> <seed> <hash>"));
     };
     // Dovecot lets LWS appear inside the hex; stored entries never have it, keep it strict.
@@ -92,20 +90,13 @@ pub(super) fn verify(raw: &[u8], password: &[u8]) -> Result<bool, SchemeError> {
     };
     let seq = super::crypt::parse_decimal(seq).ok_or(malformed("bad sequence number"))?;
     if seq > MAX_OTP_SEQUENCE {
-        return Err(SchemeError::TooExpensive {
-            scheme: Scheme::Otp.as_str(),
-            why: "sequence",
-        });
+        return Err(SchemeError::TooExpensive { scheme: Scheme::Otp.as_str(), why: "sequence" });
     }
-    if seed.is_empty()
-        || seed.len() > MAX_SEED_LEN
-        || !seed.bytes().all(|b| b.is_ascii_alphanumeric())
-    {
+    if seed.is_empty() || seed.len() > MAX_SEED_LEN || !seed.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(malformed("bad seed"));
     }
     let mut expected = [0u8; 8];
-    hex::decode_to_slice(hash, &mut expected)
-        .map_err(|_| malformed("hash is not 16 hex digits"))?;
+    hex::decode_to_slice(hash, &mut expected).map_err(|_| malformed("hash is not 16 hex digits"))?;
     let seed = seed.to_ascii_lowercase();
     Ok(ct_eq(&otp_hash(algo, &seed, password, seq), &expected))
 }
@@ -117,9 +108,5 @@ pub(super) fn generate(password: &[u8]) -> Result<String, SchemeError> {
     let seed = hex::encode(seed);
     let algo = Algo::Sha1;
     let hash = otp_hash(algo, &seed, password, DEFAULT_SEQUENCE);
-    Ok(format!(
-        "{} {DEFAULT_SEQUENCE} {seed} {}",
-        algo.name(),
-        hex::encode(hash)
-    ))
+    Ok(format!("{} {DEFAULT_SEQUENCE} {seed} {}", algo.name(), hex::encode(hash)))
 }

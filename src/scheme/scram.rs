@@ -85,20 +85,11 @@ fn hmac_with<D: Digest + BlockSizeUser>(key: &[u8], message: &[u8]) -> Vec<u8> {
 
 /// `Hi(password, salt, iterations)`: PBKDF2-HMAC-H with dkLen = digest length. The caller must
 /// bound `iterations` (see [`MAX_PBKDF2_ITERATIONS`]). Dovecot does not SASLprep the password.
-pub fn scram_salted_password(
-    algorithm: ScramAlgorithm,
-    password: &[u8],
-    salt: &[u8],
-    iterations: u32,
-) -> Zeroizing<Vec<u8>> {
+pub fn scram_salted_password(algorithm: ScramAlgorithm, password: &[u8], salt: &[u8], iterations: u32) -> Zeroizing<Vec<u8>> {
     let mut out = Zeroizing::new(vec![0u8; algorithm.digest_len()]);
     match algorithm {
-        ScramAlgorithm::Sha1 => {
-            pbkdf2::pbkdf2_hmac::<sha1::Sha1>(password, salt, iterations, &mut out)
-        }
-        ScramAlgorithm::Sha256 => {
-            pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt, iterations, &mut out)
-        }
+        ScramAlgorithm::Sha1 => pbkdf2::pbkdf2_hmac::<sha1::Sha1>(password, salt, iterations, &mut out),
+        ScramAlgorithm::Sha256 => pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt, iterations, &mut out),
     }
     out
 }
@@ -130,10 +121,7 @@ pub struct ScramCredentials {
 
 impl std::fmt::Debug for ScramCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScramCredentials")
-            .field("algorithm", &self.algorithm)
-            .field("iterations", &self.iterations)
-            .finish_non_exhaustive()
+        f.debug_struct("ScramCredentials").field("algorithm", &self.algorithm).field("iterations", &self.iterations).finish_non_exhaustive()
     }
 }
 
@@ -145,13 +133,7 @@ impl ScramCredentials {
         let scheme = algorithm.scheme();
         let bad = |why| SchemeError::malformed(scheme, why);
         let mut fields = text.split(',');
-        let (Some(iter), Some(salt), Some(stored), Some(server), None) = (
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-        ) else {
+        let (Some(iter), Some(salt), Some(stored), Some(server), None) = (fields.next(), fields.next(), fields.next(), fields.next(), fields.next()) else {
             return Err(bad("not iter,salt,StoredKey,ServerKey"));
         };
         let iterations = super::crypt::parse_decimal(iter).ok_or(bad("bad iteration count"))?;
@@ -159,10 +141,7 @@ impl ScramCredentials {
             return Err(bad("iteration count below 4096"));
         }
         if iterations > MAX_PBKDF2_ITERATIONS {
-            return Err(SchemeError::TooExpensive {
-                scheme: scheme.as_str(),
-                why: "iterations",
-            });
+            return Err(SchemeError::TooExpensive { scheme: scheme.as_str(), why: "iterations" });
         }
         let salt = super::decode_base64(scheme, salt)?;
         let stored_key = super::decode_base64(scheme, stored)?;
@@ -171,22 +150,11 @@ impl ScramCredentials {
         if stored_key.len() != len || server_key.len() != len {
             return Err(bad("StoredKey or ServerKey has the wrong length"));
         }
-        Ok(ScramCredentials {
-            algorithm,
-            iterations,
-            salt,
-            stored_key,
-            server_key,
-        })
+        Ok(ScramCredentials { algorithm, iterations, salt, stored_key, server_key })
     }
 
     /// Derives the credential from a plaintext (for a plaintext passdb, or to generate one).
-    pub fn from_password(
-        algorithm: ScramAlgorithm,
-        password: &[u8],
-        salt: &[u8],
-        iterations: u32,
-    ) -> Self {
+    pub fn from_password(algorithm: ScramAlgorithm, password: &[u8], salt: &[u8], iterations: u32) -> Self {
         let salted = scram_salted_password(algorithm, password, salt, iterations);
         let client_key = scram_client_key(algorithm, &salted);
         ScramCredentials {
@@ -202,10 +170,7 @@ impl ScramCredentials {
     pub fn verify_password(&self, password: &[u8]) -> bool {
         let salted = scram_salted_password(self.algorithm, password, &self.salt, self.iterations);
         let client_key = scram_client_key(self.algorithm, &salted);
-        ct_eq(
-            &scram_stored_key(self.algorithm, &client_key),
-            &self.stored_key,
-        )
+        ct_eq(&scram_stored_key(self.algorithm, &client_key), &self.stored_key)
     }
 
     /// The salt in base64, as sent in the server-first message.
@@ -216,31 +181,20 @@ impl ScramCredentials {
     /// Dovecot's stored form (without the `{SCRAM-SHA-*}` prefix).
     pub fn to_stored_string(&self) -> String {
         let b64 = &base64::engine::general_purpose::STANDARD;
-        format!(
-            "{},{},{},{}",
-            self.iterations,
-            self.salt_base64(),
-            b64.encode(&self.stored_key),
-            b64.encode(&self.server_key)
-        )
+        format!("{},{},{},{}", self.iterations, self.salt_base64(), b64.encode(&self.stored_key), b64.encode(&self.server_key))
     }
 }
 
 pub(super) fn verify(scheme: Scheme, raw: &[u8], password: &[u8]) -> Result<bool, SchemeError> {
-    let algorithm = ScramAlgorithm::from_scheme(scheme)
-        .ok_or(SchemeError::malformed(scheme, "not a SCRAM scheme"))?;
+    let algorithm = ScramAlgorithm::from_scheme(scheme).ok_or(SchemeError::malformed(scheme, "not a SCRAM scheme"))?;
     let text = std::str::from_utf8(raw).map_err(|_| SchemeError::malformed(scheme, "not ASCII"))?;
     Ok(ScramCredentials::parse(algorithm, text)?.verify_password(password))
 }
 
 /// 4096 iterations and a 16-byte random salt; Dovecot 2.3.19 ignores `-r` for SCRAM.
 pub(super) fn generate(scheme: Scheme, password: &[u8]) -> Result<String, SchemeError> {
-    let algorithm = ScramAlgorithm::from_scheme(scheme)
-        .ok_or(SchemeError::malformed(scheme, "not a SCRAM scheme"))?;
+    let algorithm = ScramAlgorithm::from_scheme(scheme).ok_or(SchemeError::malformed(scheme, "not a SCRAM scheme"))?;
     let mut salt = [0u8; GENERATED_SALT_LEN];
     random_bytes(&mut salt)?;
-    Ok(
-        ScramCredentials::from_password(algorithm, password, &salt, MIN_ITERATIONS)
-            .to_stored_string(),
-    )
+    Ok(ScramCredentials::from_password(algorithm, password, &salt, MIN_ITERATIONS).to_stored_string())
 }

@@ -97,7 +97,17 @@ where
     });
 
     let requests = Arc::new(Requests::default());
-    let mut conn = Connection { shared: Arc::clone(&shared), tx, requests: Arc::clone(&requests), login, disable_plaintext_auth, cookie, minor: 0, cpid: None, login_entry: None };
+    let mut conn = Connection {
+        shared: Arc::clone(&shared),
+        tx,
+        requests: Arc::clone(&requests),
+        login,
+        disable_plaintext_auth,
+        cookie,
+        minor: 0,
+        cpid: None,
+        login_entry: None,
+    };
     if let Err(e) = conn.read_loop(&mut reader).await {
         tracing::warn!(cuid, "closing client connection: {e}");
     }

@@ -90,7 +90,9 @@ pub fn started_by_dovecot() -> bool {
 fn env_u32(name: &str, default: u32) -> Result<u32, SetupError> {
     match std::env::var(name) {
         Err(_) => Ok(default),
-        Ok(v) => v.trim().parse().map_err(|_| SetupError::new(format!("--dovecot-service: {name}={v:?} is not a number; is saslgate started by Dovecot's master?"))),
+        Ok(v) => {
+            v.trim().parse().map_err(|_| SetupError::new(format!("--dovecot-service: {name}={v:?} is not a number; is saslgate started by Dovecot's master?")))
+        }
     }
 }
 
@@ -178,7 +180,9 @@ fn take_listener(fd: RawFd) -> Result<UnixListener, SetupError> {
         return Err(SetupError::new(format!("--dovecot-service: fd {fd} is not open; SOCKET_COUNT promised it")));
     }
     if int_sockopt(fd, libc::SO_DOMAIN) != Some(libc::AF_UNIX) || int_sockopt(fd, libc::SO_TYPE) != Some(libc::SOCK_STREAM) {
-        return Err(SetupError::new(format!("--dovecot-service: fd {fd} is not a Unix stream socket (saslgate serves unix_listeners only; remove inet_listener from service auth)")));
+        return Err(SetupError::new(format!(
+            "--dovecot-service: fd {fd} is not a Unix stream socket (saslgate serves unix_listeners only; remove inet_listener from service auth)"
+        )));
     }
     if int_sockopt(fd, libc::SO_ACCEPTCONN) != Some(1) {
         return Err(SetupError::new(format!("--dovecot-service: fd {fd} is not a listening socket")));

@@ -81,7 +81,11 @@ impl Private {
         // Opened without following a symlink; it must still be the folder we just made.
         let fd = match openat(dirfd, name.as_os_str(), OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()) {
             Ok(fd) => fd,
-            Err(e) => return Err(SetupError(format!("{shown}: the private folder changed while saslgate was starting ({e}); is another process writing to this folder?"))),
+            Err(e) => {
+                return Err(SetupError(format!(
+                    "{shown}: the private folder changed while saslgate was starting ({e}); is another process writing to this folder?"
+                )))
+            }
         };
         let private = Private { name, fd };
         match fstat(&private.fd) {
@@ -93,13 +97,21 @@ impl Private {
         }
     }
 
-    fn bind_and_move(&self, config: &ListenerConfig, dirfd: &OwnedFd, name: &std::ffi::OsStr, uid: Option<Uid>, gid: Option<Gid>) -> Result<UnixListener, SetupError> {
+    fn bind_and_move(
+        &self,
+        config: &ListenerConfig,
+        dirfd: &OwnedFd,
+        name: &std::ffi::OsStr,
+        uid: Option<Uid>,
+        gid: Option<Gid>,
+    ) -> Result<UnixListener, SetupError> {
         let path = &config.path;
         let shown = path.display();
         // The private folder through its descriptor: the kernel resolves this to the folder we
         // hold, wherever its name has gone since.
         let inner = Path::new("/proc/self/fd").join(self.fd.as_raw_fd().to_string()).join(name);
-        let listener = UnixListener::bind(&inner).map_err(|e| SetupError(format!("{shown}: cannot listen: {e} (binding through /proc/self/fd needs /proc)")))?;
+        let listener =
+            UnixListener::bind(&inner).map_err(|e| SetupError(format!("{shown}: cannot listen: {e} (binding through /proc/self/fd needs /proc)")))?;
         // Only we can create entries in the private folder, so these act on our socket.
         fchmodat(&self.fd, name, Mode::from_bits_truncate(config.mode), FchmodatFlags::FollowSymlink)
             .map_err(|e| SetupError(format!("{shown}: cannot set mode {:o}: {e}", config.mode)))?;
@@ -124,7 +136,10 @@ impl Private {
             Err(_) => false,
         };
         if !ok {
-            return Err(SetupError(format!("{shown}: the socket was replaced while saslgate was starting; another process writes to this folder. Check who owns {}", path.parent().unwrap_or(Path::new("/")).display())));
+            return Err(SetupError(format!(
+                "{shown}: the socket was replaced while saslgate was starting; another process writes to this folder. Check who owns {}",
+                path.parent().unwrap_or(Path::new("/")).display()
+            )));
         }
         Ok(listener)
     }

@@ -200,7 +200,8 @@ impl Master {
 fn user_reply(verb: &str, id: u32, answer: UserAnswer) -> Vec<u8> {
     let line = match answer {
         UserAnswer::Found { user, fields } => {
-            let mut reply = if verb == "PASS" { Reply::new(verb, id).field("user", user.as_bytes()) } else { Reply::new(verb, id).raw(&escape(user.as_bytes())) };
+            let mut reply =
+                if verb == "PASS" { Reply::new(verb, id).field("user", user.as_bytes()) } else { Reply::new(verb, id).raw(&escape(user.as_bytes())) };
             for (k, v) in fields.iter() {
                 reply = reply.field(k, v.as_bytes());
             }
@@ -211,7 +212,11 @@ fn user_reply(verb: &str, id: u32, answer: UserAnswer) -> Vec<u8> {
         UserAnswer::Failed(Some(reason)) => return Reply::new("FAIL", id).field("reason", reason.as_bytes()).finish(),
     };
     if line.len() > MASTER_CLIENT_MAX_REPLY {
-        tracing::error!(id, len = line.len(), "{verb} reply longer than {MASTER_CLIENT_MAX_REPLY} bytes (the peer could not read it): sent FAIL instead; shorten the userdb's fields");
+        tracing::error!(
+            id,
+            len = line.len(),
+            "{verb} reply longer than {MASTER_CLIENT_MAX_REPLY} bytes (the peer could not read it): sent FAIL instead; shorten the userdb's fields"
+        );
         return Reply::new("FAIL", id).field("reason", b"Reply too large").finish();
     }
     line

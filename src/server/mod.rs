@@ -107,12 +107,7 @@ async fn read_more<R: tokio::io::AsyncRead + Unpin>(reader: &mut R, buf: &mut Ve
 /// connections close, requests in flight finish (their replies are written), for at most
 /// `shared.shutdown_timeout`. Every listener has its own connection budget: its
 /// `max_connections`, or `max_connections` given here.
-pub async fn run(
-    listeners: Vec<(UnixListener, ListenerConfig)>,
-    shared: Arc<Shared>,
-    max_connections: usize,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn run(listeners: Vec<(UnixListener, ListenerConfig)>, shared: Arc<Shared>, max_connections: usize, shutdown: impl Future<Output = ()>) {
     let mut tasks = Vec::new();
     let mut budgets = Vec::new();
     for (listener, config) in listeners {

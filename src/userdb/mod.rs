@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::request::{Fields, RequestInfo};
 use crate::config::{UserdbConfig, UserdbDriver};
 use crate::db::Resources;
+use crate::request::{Fields, RequestInfo};
 
 pub use ldap::Ldap;
 pub use passwd::Passwd;

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{Lookup, Userdb, UserdbOutcome};
-use crate::request::var::{Template, Var};
-use crate::request::{expand_for_path, expand_for_user, Fields};
 use crate::blocking::Pool;
 use crate::db::passwd_file::{self, Files};
+use crate::request::var::{Template, Var};
+use crate::request::{expand_for_path, expand_for_user, Fields};
 
 /// The passwd-file userdb.
 #[derive(Debug)]

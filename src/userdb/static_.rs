@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 
 use super::{Lookup, Userdb, UserdbOutcome};
-use crate::request::var::Template;
 use crate::request::expand_fields;
+use crate::request::var::Template;
 
 /// The static userdb.
 #[derive(Debug)]

@@ -38,9 +38,8 @@ pub(crate) struct PamFixture {
 
 /// Why the PAM tests cannot run here, if they cannot.
 pub(crate) fn missing() -> Option<String> {
-    let module_dir = [MODULES, "/usr/lib/x86_64-linux-gnu/security", "/lib/security", "/usr/lib/security"]
-        .into_iter()
-        .find(|d| Path::new(d).join("pam_userdb.so").exists());
+    let module_dir =
+        [MODULES, "/usr/lib/x86_64-linux-gnu/security", "/lib/security", "/usr/lib/security"].into_iter().find(|d| Path::new(d).join("pam_userdb.so").exists());
     if module_dir.is_none() {
         return Some("pam_userdb.so not found (install libpam-modules; scripts/install-deps.sh)".into());
     }

@@ -43,9 +43,8 @@ fn find_program(name: &str) -> Option<PathBuf> {
 
 /// The path of `program`, or a failure naming the Debian package that provides it.
 pub fn require(program: &str, package: &str) -> PathBuf {
-    find_program(program).unwrap_or_else(|| {
-        panic!("this end-to-end test needs `{program}`: install the Debian package `{package}` (scripts/install-deps.sh does)")
-    })
+    find_program(program)
+        .unwrap_or_else(|| panic!("this end-to-end test needs `{program}`: install the Debian package `{package}` (scripts/install-deps.sh does)"))
 }
 
 /// What a finished command did.

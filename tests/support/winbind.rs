@@ -31,10 +31,7 @@ pub struct Winbindd {
 }
 
 fn need(path: &str, package: &str) {
-    assert!(
-        Path::new(path).exists(),
-        "{path} is missing: install the Debian package `{package}` (scripts/install-deps.sh does)"
-    );
+    assert!(Path::new(path).exists(), "{path} is missing: install the Debian package `{package}` (scripts/install-deps.sh does)");
 }
 
 impl Winbindd {
@@ -147,9 +144,7 @@ impl Winbindd {
             let file = self.dir().join("pid").join(format!("{name}.pid"));
             let Ok(text) = fs::read_to_string(&file) else { continue };
             let Ok(pid) = text.trim().parse::<i32>() else { continue };
-            let ours = fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&*self.dir().to_string_lossy()))
-                .unwrap_or(false);
+            let ours = fs::read(format!("/proc/{pid}/cmdline")).map(|c| String::from_utf8_lossy(&c).contains(&*self.dir().to_string_lossy())).unwrap_or(false);
             if ours {
                 let pid = nix::unistd::Pid::from_raw(pid);
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);

@@ -39,11 +39,7 @@ pub const MAX_CHALLENGE: usize = 16 * 1024;
 /// The fixed context: the same as the mechanisms' unit tests, plus one DIGEST-MD5 realm.
 /// Seeds in `corpus/<target>/` are real transcripts for exactly this context.
 pub fn context() -> MechContext {
-    MechContext {
-        hostname: "mx.example".into(),
-        realms: vec!["example.org".into()],
-        entropy: Arc::new(FixedEntropy { seed: 1, time: 1_700_000_000 }),
-    }
+    MechContext { hostname: "mx.example".into(), realms: vec!["example.org".into()], entropy: Arc::new(FixedEntropy { seed: 1, time: 1_700_000_000 }) }
 }
 
 /// What a passdb holding `password` in plaintext hands the mechanism: the credential in the
@@ -85,14 +81,7 @@ pub trait Checks {
 }
 
 /// Drives `info` over `data` (flags byte + chunks). `credential(req, right)` gives the credential.
-pub fn run(
-    info: &MechInfo,
-    flags: u8,
-    rest: &[u8],
-    right: bool,
-    credential: &dyn Fn(&CredentialsRequest, bool) -> Vec<u8>,
-    checks: &dyn Checks,
-) -> Run {
+pub fn run(info: &MechInfo, flags: u8, rest: &[u8], right: bool, credential: &dyn Fn(&CredentialsRequest, bool) -> Vec<u8>, checks: &dyn Checks) -> Run {
     let ctx = context();
     let mut mech = info.start(&ctx);
     let mut chunks = rest.split(|&b| b == 0xFF);
@@ -167,13 +156,7 @@ pub fn run(
 }
 
 /// Runs `data` with the right and the wrong credential and compares the runs.
-pub fn run_both(
-    info: &MechInfo,
-    flags: u8,
-    rest: &[u8],
-    credential: &dyn Fn(&CredentialsRequest, bool) -> Vec<u8>,
-    checks: &dyn Checks,
-) {
+pub fn run_both(info: &MechInfo, flags: u8, rest: &[u8], credential: &dyn Fn(&CredentialsRequest, bool) -> Vec<u8>, checks: &dyn Checks) {
     let good = run(info, flags, rest, true, credential, checks);
     if good.answered_at.is_none() {
         // No credential was handed over: the second run could only repeat the first.

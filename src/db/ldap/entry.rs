@@ -48,12 +48,7 @@ impl Entry {
                 PL::C(values) => values,
                 PL::P(_) => return None,
             };
-            let values: Vec<String> = set
-                .into_iter()
-                .filter_map(|v| v.expect_primitive())
-                .filter_map(|v| String::from_utf8(v).ok())
-                .take(MAX_VALUES)
-                .collect();
+            let values: Vec<String> = set.into_iter().filter_map(|v| v.expect_primitive()).filter_map(|v| String::from_utf8(v).ok()).take(MAX_VALUES).collect();
             attrs.push((name, values));
         }
         Some(Entry { dn, attrs })

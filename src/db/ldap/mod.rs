@@ -277,10 +277,8 @@ fn tls_config(file: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, LdapF
 
 /// Whether an error means the connection is unusable (retry on a fresh one).
 fn broken(e: &LdapError) -> bool {
-    matches!(
-        e,
-        LdapError::Io { .. } | LdapError::OpSend { .. } | LdapError::ResultRecv { .. } | LdapError::IdScrubSend { .. } | LdapError::EndOfStream
-    ) || matches!(e, LdapError::LdapResult { result } if matches!(result.rc, 52 | 80 | 81))
+    matches!(e, LdapError::Io { .. } | LdapError::OpSend { .. } | LdapError::ResultRecv { .. } | LdapError::IdScrubSend { .. } | LdapError::EndOfStream)
+        || matches!(e, LdapError::LdapResult { result } if matches!(result.rc, 52 | 80 | 81))
 }
 
 struct Live {
@@ -341,9 +339,8 @@ impl Directory {
     /// A directory for one LDAP block; connections open on first use.
     pub fn new(settings: &LdapConnection) -> Directory {
         let servers = Servers::new(settings);
-        let slots = (0..settings.connections)
-            .map(|_| Slot { ops: Semaphore::new(settings.max_ops_per_connection), conn: tokio::sync::Mutex::new(None) })
-            .collect();
+        let slots =
+            (0..settings.connections).map(|_| Slot { ops: Semaphore::new(settings.max_ops_per_connection), conn: tokio::sync::Mutex::new(None) }).collect();
         Directory { servers, slots, next: AtomicUsize::new(0) }
     }
 
@@ -390,7 +387,10 @@ impl Directory {
             let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len().max(1);
             let Some(slot) = self.slots.get(index) else { return Err(LdapFailure("no LDAP connections configured".into())) };
             let Ok(Ok(_permit)) = timeout_at(deadline, slot.ops.acquire()).await else {
-                return Err(LdapFailure(format!("LDAP timed out waiting for a connection ({} operations in flight on each)", self.servers.settings.max_ops_per_connection)));
+                return Err(LdapFailure(format!(
+                    "LDAP timed out waiting for a connection ({} operations in flight on each)",
+                    self.servers.settings.max_ops_per_connection
+                )));
             };
             let (mut ldap, id) = {
                 let mut conn = match timeout_at(deadline, slot.conn.lock()).await {

@@ -422,7 +422,14 @@ pub(crate) fn run(p: &Params<'_>) -> Report {
             // SAFETY: a handle pam_start returned along with a failure is ended once.
             unsafe { pam_end(pamh, status) };
         }
-        return Report { stage: Stage::Start, status: if status == PAM_SUCCESS { PAM_SYSTEM_ERR } else { status }, error, messages: Vec::new(), prompt: None, user: None };
+        return Report {
+            stage: Stage::Start,
+            status: if status == PAM_SUCCESS { PAM_SYSTEM_ERR } else { status },
+            error,
+            messages: Vec::new(),
+            prompt: None,
+            user: None,
+        };
     }
     let mut h = Handle { pamh, last: PAM_SUCCESS };
     if let Some(rhost) = &rhost {

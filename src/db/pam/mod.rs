@@ -167,8 +167,7 @@ impl PamPool {
             };
             // `run` never unwinds into C, but a panic in our own mapping code must not take the
             // slot with it: catch it, answer a failure, and release the slot by returning.
-            let reply = std::panic::catch_unwind(|| map(&ffi::run(&params)))
-                .unwrap_or_else(|_| PamReply::temp_fail("the PAM call panicked".into()));
+            let reply = std::panic::catch_unwind(|| map(&ffi::run(&params))).unwrap_or_else(|_| PamReply::temp_fail("the PAM call panicked".into()));
             drop(req);
             // PAM is done with this thread: free the slot before answering.
             drop(permit);
