@@ -99,7 +99,7 @@ impl Saslgate {
         fs::write(
             &config,
             format!(
-                "listeners:\n  - {{ path: sg-auth-client, type: client, mode: \"0666\" }}\n\
+                "listeners:\n  - {{ path: sg-auth-client, type: client, mode: \"0666\" }}\n  - {{ path: sg-auth-login, type: login }}\n  - {{ path: sg-auth-master, type: master }}\n  - {{ path: sg-auth-userdb, type: userdb }}\n\
                  auth: {{ mechanisms: [plain, login], failure_delay: 0s, username_format: \"%Lu\" }}\n\
                  passdbs:\n  - {{ driver: passwd-file, path: {u} }}\nuserdbs:\n  - {{ driver: passwd-file, path: {u} }}\n",
                 u = users.display()
@@ -254,4 +254,65 @@ fn client_protocol_replies_match_dovecot_byte_for_byte() {
         }
     }
     assert!(diffs.is_empty(), "reply lines differ from Dovecot 2.3:\n{diffs}");
+}
+
+/// doveadm, as a mail admin runs it, against Dovecot's own auth and against saslgate on the
+/// same passwd-file: `auth test` (client socket), `auth lookup` (PASS), `user` (USER) and
+/// `auth login` (login socket, then REQUEST on the master socket) print the same things and
+/// exit with the same codes.
+#[test]
+fn doveadm_sees_the_same_answers_from_both() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIPPED: needs root (Dovecot's master starts as root)");
+        return;
+    }
+    assert!(Path::new("/usr/sbin/dovecot").exists(), "/usr/sbin/dovecot is missing: run scripts/install-deps.sh (dovecot-core)");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let users = dir.join("users.passwd");
+    let home = dir.join("home");
+    fs::write(&users, format!("plain:{{PLAIN}}secret:5000:5000::{h}/plain::userdb_quota_rule=*:storage=1G\nsha:{{SHA512-CRYPT}}$6$rounds=5000$saltsalt$ignored:5001:5001::{h}/sha::\n", h = home.display())).unwrap();
+    fs::set_permissions(&users, fs::Permissions::from_mode(0o644)).unwrap();
+    let dovecot = Dovecot::start(dir, &users);
+    let _sg = Saslgate::start(dir, &users);
+    let conf = dir.join("dovecot.conf");
+    let doveadm = |args: &[&str]| -> (i32, String) {
+        let out = Command::new("doveadm").arg("-c").arg(&conf).args(args).stdin(Stdio::null()).output().unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let path = |p: PathBuf| p.to_str().unwrap().to_owned();
+    let dc = |name: &str| path(dovecot.run.join(name));
+    let sg = |name: &str| path(dir.join(format!("sg-{name}")));
+    for socket in ["auth-login", "auth-master", "auth-userdb"] {
+        wait_socket(Path::new(&dc(socket)), "dovecot", &dir.join("dovecot.log"));
+        wait_socket(Path::new(&sg(socket)), "saslgate", &dir.join("saslgate.stderr"));
+    }
+    type Probe = (&'static str, fn(&dyn Fn(&str) -> String) -> Vec<String>);
+    let probes: [Probe; 7] = [
+        ("auth test right", |s| vec!["auth".into(), "test".into(), "-a".into(), s("auth-client"), "plain".into(), "secret".into()]),
+        ("auth test wrong", |s| vec!["auth".into(), "test".into(), "-a".into(), s("auth-client"), "plain".into(), "bad".into()]),
+        ("auth lookup", |s| vec!["auth".into(), "lookup".into(), "-a".into(), s("auth-master"), "plain".into()]),
+        ("auth lookup unknown", |s| vec!["auth".into(), "lookup".into(), "-a".into(), s("auth-master"), "nobody".into()]),
+        ("user", |s| vec!["user".into(), "-a".into(), s("auth-userdb"), "plain".into()]),
+        ("user unknown", |s| vec!["user".into(), "-a".into(), s("auth-userdb"), "nobody".into()]),
+        ("auth login", |s| vec!["auth".into(), "login".into(), "-a".into(), s("auth-login"), "-m".into(), s("auth-master"), "plain".into(), "secret".into()]),
+    ];
+    let mut diffs = String::new();
+    for (name, args) in probes {
+        let on = |sock: &dyn Fn(&str) -> String| {
+            let args = args(sock);
+            doveadm(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        };
+        let want = on(&dc);
+        let got = on(&sg);
+        eprintln!("{name}: dovecot {want:?}");
+        if want != got {
+            diffs.push_str(&format!("{name}:\n  dovecot:  {want:?}\n  saslgate: {got:?}\n"));
+        }
+    }
+    // The probes reach both outcomes on Dovecot itself.
+    assert_eq!(doveadm(&["auth", "test", "-a", &dc("auth-client"), "plain", "secret"]).0, 0);
+    assert_ne!(doveadm(&["auth", "test", "-a", &dc("auth-client"), "plain", "bad"]).0, 0);
+    assert!(diffs.is_empty(), "doveadm's answers differ between Dovecot 2.3 and saslgate:\n{diffs}");
 }

@@ -431,7 +431,8 @@ async fn master_lookups_and_login_request() {
     m.send(&format!("REQUEST\t4261281793\t{pid}\t1\t{}\n", "0".repeat(32))).await;
     assert_eq!(m.line().await, "FAIL\t4261281793", "wrong cookie");
     m.send(&format!("REQUEST\t7\t{pid}\t2\t{cookie}\n")).await;
-    assert_eq!(m.line().await, "USER\t7\talice\tuid=1000\tgid=1000\thome=/home/alice\tmail=maildir:~/Maildir\tauth_mech=PLAIN");
+    // Dovecot's order: the passdb's userdb_* fields first, then the userdb's (tests/dovecot_wire.rs).
+    assert_eq!(m.line().await, "USER\t7\talice\tmail=maildir:~/Maildir\tuid=1000\tgid=1000\thome=/home/alice\tauth_mech=PLAIN");
     m.send(&format!("REQUEST\t8\t{pid}\t2\t{cookie}\n")).await;
     assert_eq!(m.line().await, "FAIL\t8", "one-shot");
     // A REQUEST with a wrong cookie must not destroy the login that the right one claims
@@ -439,7 +440,7 @@ async fn master_lookups_and_login_request() {
     m.send(&format!("REQUEST\t9\t{pid}\t1\t{cookie}\n")).await;
     assert_eq!(
         m.line().await,
-        "USER\t9\talice\tuid=1000\tgid=1000\thome=/home/alice\tmail=maildir:~/Maildir\tauth_mech=PLAIN",
+        "USER\t9\talice\tmail=maildir:~/Maildir\tuid=1000\tgid=1000\thome=/home/alice\tauth_mech=PLAIN",
         "the wrong-cookie attempt left id 1 alone"
     );
     // Requests made on auth-client can never be claimed.

@@ -59,7 +59,13 @@ impl Authenticator {
             return UserAnswer::Failed(None);
         };
         match self.lookup_user_prefetched(&login.user, &login.info, true, Some(&login.prefetch)).await {
-            UserdbOutcome::Found(mut fields) => {
+            UserdbOutcome::Found(found) => {
+                // As Dovecot: the login's passdb `userdb_*` fields come first, and the userdbs'
+                // fields set or replace them (a userdb's own value wins).
+                let mut fields = login.prefetch.clone();
+                for (k, v) in found.iter() {
+                    fields.set(k, v);
+                }
                 if let (false, Some(mech)) = (fields.contains("auth_mech"), login.info.mech) {
                     fields.set("auth_mech", mech);
                 }

@@ -531,9 +531,16 @@ impl Authenticator {
         match result.outcome {
             PassdbOutcome::Ok => {
                 let fields = visible_fields(&result.user, &result.fields).1;
-                let shown: Vec<(String, String)> =
-                    fields.iter().filter(|(k, _)| !k.starts_with("userdb_")).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-                PassLookup::Found(shown.into())
+                let mut shown = Fields::new();
+                // As on an OK line: Dovecot writes the TAB before the passdb's fields even when
+                // all of them are hidden (`PASS\t1\tuser=alice\t`).
+                if fields.iter().any(|(k, _)| k.starts_with("userdb_")) && fields.iter().all(|(k, _)| k.starts_with("userdb_")) {
+                    shown.set("", "");
+                }
+                for (k, v) in fields.iter().filter(|(k, _)| !k.starts_with("userdb_")) {
+                    shown.set(k, v);
+                }
+                PassLookup::Found(shown)
             }
             PassdbOutcome::InternalFailure(why) => PassLookup::Failed(why),
             _ => PassLookup::NotFound,
