@@ -57,24 +57,21 @@ have dovecot-ldap || [ -e /usr/lib/dovecot/modules/auth/libauthdb_ldap.so ] || m
 have dovecot-imapd || [ -e /usr/lib/dovecot/imap-login ] || missing+=(dovecot-imapd)
 have openssl openssl || missing+=(openssl)
 
-# An independent SCRAM client for tests/real_peers.rs, from PyPI (no Debian package has it).
-if ! python3 -c 'import scramp' >/dev/null 2>&1; then
-  if [ "$(id -u)" -eq 0 ]; then
-    python3 -m pip install --quiet --root-user-action=ignore scramp >/dev/null || { echo "install-deps: pip install scramp failed" >&2; exit 1; }
-  else
-    echo "install-deps: the Python package scramp is missing: python3 -m pip install --user scramp" >&2
+# Python test clients from PyPI (no Debian package has them): scramp, an independent SCRAM
+# client (tests/real_peers.rs); pyspnego, an NTLMv2 / SPNEGO client (tests/winbind.rs, e2e).
+# A Debian system Python refuses pip installs (PEP 668) unless told these are test tools.
+pip_need() { # module package
+  python3 -c "import $1" >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: the Python package $2 is missing: python3 -m pip install --user $2" >&2
     exit 1
   fi
-fi
-# An NTLMv2 / SPNEGO client for tests/winbind.rs, from PyPI.
-if ! python3 -c 'import spnego' >/dev/null 2>&1; then
-  if [ "$(id -u)" -eq 0 ]; then
-    python3 -m pip install --quiet --root-user-action=ignore pyspnego >/dev/null || { echo "install-deps: pip install pyspnego failed" >&2; exit 1; }
-  else
-    echo "install-deps: the Python package pyspnego is missing: python3 -m pip install --user pyspnego" >&2
-    exit 1
-  fi
-fi
+  python3 -m pip install --quiet --root-user-action=ignore "$2" >/dev/null 2>&1 \
+    || python3 -m pip install --quiet --root-user-action=ignore --break-system-packages "$2" >/dev/null \
+    || { echo "install-deps: pip install $2 failed" >&2; exit 1; }
+}
+pip_need scramp scramp
+pip_need spnego pyspnego
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 
