@@ -532,14 +532,7 @@ impl Authenticator {
             PassdbOutcome::Ok => {
                 let fields = visible_fields(&result.user, &result.fields).1;
                 let mut shown = Fields::new();
-                // As on an OK line: Dovecot writes the TAB before the passdb's fields even when
-                // all of them are hidden (`PASS\t1\tuser=alice\t`).
-                if fields.iter().any(|(k, _)| k.starts_with("userdb_")) && fields.iter().all(|(k, _)| k.starts_with("userdb_")) {
-                    shown.set("", "");
-                }
-                for (k, v) in fields.iter().filter(|(k, _)| !k.starts_with("userdb_")) {
-                    shown.set(k, v);
-                }
+                append_passdb_fields(&mut shown, &fields, |k| !k.starts_with("userdb_"));
                 PassLookup::Found(shown)
             }
             PassdbOutcome::InternalFailure(why) => PassLookup::Failed(why),
@@ -604,6 +597,19 @@ fn visible_fields(user: &str, passdb_fields: &Fields) -> (String, Fields) {
         }
     }
     (user, fields)
+}
+
+/// Appends a passdb's fields to a reply (OK, PASS) as Dovecot writes them: the ones `shown`
+/// lets through, in order, and, when the passdb returned `userdb_*` fields but nothing that is
+/// shown, one empty field: Dovecot writes the TAB before the passdb's fields whenever it
+/// returned any (`OK\t1\tuser=alice\t`, `PASS\t1\tuser=alice\t`).
+fn append_passdb_fields(reply: &mut Fields, fields: &Fields, shown: impl Fn(&str) -> bool) {
+    if fields.iter().any(|(k, _)| k.starts_with("userdb_")) && !fields.iter().any(|(k, _)| shown(k)) {
+        reply.set("", "");
+    }
+    for (k, v) in fields.iter().filter(|(k, _)| shown(k)) {
+        reply.set(k, v);
+    }
 }
 
 /// The `userdb_*` fields of a passdb answer, prefix removed: what a `prefetch` userdb returns.

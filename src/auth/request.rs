@@ -387,16 +387,8 @@ impl Running<'_> {
         // userdb at REQUEST time, never for the OK line.
         let mut reply = Fields::new();
         reply.set("user", &user);
-        let shown = |k: &str| !k.starts_with("userdb_") && k != "auth_user";
-        // Dovecot writes the TAB before the passdb's fields whenever it returned any, even
-        // when all of them are hidden (`userdb_*`): the line then has an empty field here
-        // (`OK\t1\tuser=alice\t`, `...user=alice\t\toriginal_user=Alice`).
-        if fields.iter().any(|(k, _)| k.starts_with("userdb_")) && !fields.iter().any(|(k, _)| shown(k)) {
-            reply.set("", "");
-        }
-        for (k, v) in fields.iter().filter(|(k, _)| shown(k)) {
-            reply.set(k, v);
-        }
+        // `auth_user` is generated below, in its place.
+        super::append_passdb_fields(&mut reply, &fields, |k| !k.starts_with("userdb_") && k != "auth_user");
         if let Some(orig) = &original_user {
             if !fields.contains("original_user") {
                 reply.set("original_user", orig);
