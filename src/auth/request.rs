@@ -266,8 +266,10 @@ fn busy_answer() -> Answer {
 /// auth abandoned`), so the fail2ban filter, which counts `auth failed`, does not count it.
 struct Watch {
     id: u32,
+    /// The remote IP for log lines (`-` without one).
     rip: String,
     mech: &'static str,
+    /// `service=`, sanitized for log lines.
     service: String,
     /// The user name the mechanism gave, once known (sanitized, at most 128 characters).
     user: Mutex<Option<String>>,
@@ -377,7 +379,7 @@ impl Running<'_> {
             rip = %self.rip_text(),
             user = ?sanitize(user.as_bytes(), 128),
             mech = %self.req.mech.name(),
-            service = ?sanitize(self.req.info.service.as_bytes(), 32),
+            service = ?self.watch.service,
             id = self.req.id,
             "auth succeeded"
         );
@@ -656,8 +658,9 @@ impl Running<'_> {
         }
     }
 
-    fn rip_text(&self) -> String {
-        self.req.info.rip.map_or_else(|| "-".to_owned(), |ip| ip.to_string())
+    /// The remote IP as log lines show it (`-` without one), formatted once per request.
+    fn rip_text(&self) -> &str {
+        &self.watch.rip
     }
 
     /// The failure log line, written at the moment of failure (before the failure delay), so
@@ -670,7 +673,7 @@ impl Running<'_> {
             rip = %self.rip_text(),
             user = ?user.map(|u| sanitize(u.as_bytes(), 128)).unwrap_or_default(),
             mech = %self.req.mech.name(),
-            service = ?sanitize(self.req.info.service.as_bytes(), 32),
+            service = ?self.watch.service,
             id = self.req.id,
             reason = ?reason,
             "auth failed"
