@@ -36,11 +36,6 @@ pub(crate) struct FinishedLogin {
 }
 
 impl LoginConnection {
-    /// The cookie sent in this connection's handshake.
-    pub fn cookie(&self) -> &[u8; 16] {
-        &self.cookie
-    }
-
     /// Forgets a finished login (CANCEL of its id).
     pub fn forget(&self, id: u32) {
         self.lock().remove(&id);

@@ -166,11 +166,6 @@ impl Authenticator {
         self.mechanisms.iter().copied().find(|m| m.name().eq_ignore_ascii_case(name))
     }
 
-    /// Serves a helper-backed mechanism (`Step::Helper`) with this helper.
-    pub fn set_helper(&mut self, mech: &'static str, helper: Arc<dyn MechHelper>) {
-        self.helpers.insert(mech, helper);
-    }
-
     /// A helper session for one exchange of `mech`.
     async fn helper_session(&self, mech: &str) -> Result<Box<dyn HelperSession>, String> {
         let Some(helper) = self.helpers.get(mech) else {
@@ -192,11 +187,6 @@ impl Authenticator {
     /// Flushes the auth cache: everything, or these users' entries. Returns how many.
     pub fn flush_cache(&self, users: &[String]) -> usize {
         self.cache.flush(users)
-    }
-
-    /// How long a request may live.
-    pub fn request_timeout(&self) -> Duration {
-        self.request_timeout
     }
 
     /// The global settings.

@@ -57,11 +57,6 @@ impl NetList {
         self.nets.extend(other.nets);
         self.local |= other.local;
     }
-
-    /// Whether the list has no entry at all.
-    pub fn is_empty(&self) -> bool {
-        self.nets.is_empty() && !self.local
-    }
 }
 
 /// Whether `ip` is in the list `text`. An entry that does not parse makes the whole list match
