@@ -199,13 +199,18 @@ struct Wire {
     w: UnixStream,
     cookie: String,
     mechs: Vec<String>,
+    /// This connection's CPID: distinct per connection, since a login socket refuses a CPID a
+    /// connection still holds (and the previous one may not be closed on the server side yet).
+    cpid: u32,
 }
 
 impl Wire {
     fn open(path: &Path) -> Wire {
         let w = UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
         w.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut c = Wire { r: BufReader::new(w.try_clone().unwrap()), w, cookie: String::new(), mechs: Vec::new() };
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+        let cpid = std::process::id().wrapping_mul(256).wrapping_add(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let mut c = Wire { r: BufReader::new(w.try_clone().unwrap()), w, cookie: String::new(), mechs: Vec::new(), cpid };
         loop {
             let l = c.line();
             if let Some(cookie) = l.strip_prefix("COOKIE\t") {
@@ -218,7 +223,7 @@ impl Wire {
                 break;
             }
         }
-        c.send(&format!("VERSION\t1\t2\nCPID\t{}\n", std::process::id()));
+        c.send(&format!("VERSION\t1\t2\nCPID\t{}\n", c.cpid));
         c
     }
 
@@ -445,7 +450,7 @@ fn user_name_reaches_the_userdb(ad: &Ad, py: &mut Py, user1: &str) {
         // As Dovecot answers `AF TESTHOST\ntuser1` (its mech-winbind): the name the helper
         // gave, made `user@DOMAIN`, is the original user.
         assert_eq!(line, format!("OK\t{id}\tuser={user1}\toriginal_user={}@{DOMAIN}", USER1.0), "{mech} on the login socket");
-        let reply = request(&ad.master, id, &login.cookie);
+        let reply = request(&ad.master, login.cpid, id, &login.cookie);
         let fields: Vec<&str> = reply.split('\t').collect();
         assert_eq!(fields.get(..3), Some(&["USER", "77", user1][..]), "{reply}");
         let home = format!("home=/home/{user1}");
@@ -562,7 +567,7 @@ fn active_directory_example(ad: &Ad, py: &mut Py, user1: &str) {
                 continue;
             }
             assert_eq!(ok_user(&line), Some(user1), "{mech} as nobody, group {name}: {line}");
-            let reply = request(&master, id, &c.cookie);
+            let reply = request(&master, c.cpid, id, &c.cookie);
             let want = format!("USER\t77\t{user1}\tuid=5000\tgid=5000\thome=/var/vmail/{user1}\tauth_mech={mech}");
             assert_eq!(reply, want, "REQUEST after {mech}");
         }
@@ -576,11 +581,11 @@ fn active_directory_example(ad: &Ad, py: &mut Py, user1: &str) {
     }
 }
 
-/// REQUEST for login `id` of a login connection with `cookie`: the master's answer line.
-fn request(master: &Path, id: u32, cookie: &str) -> String {
+/// REQUEST for login `id` of the login connection `cpid` with `cookie`: the master's answer line.
+fn request(master: &Path, cpid: u32, id: u32, cookie: &str) -> String {
     let mut m = UnixStream::connect(master).unwrap();
     m.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    m.write_all(format!("VERSION\t1\t1\nREQUEST\t77\t{}\t{id}\t{cookie}\n", std::process::id()).as_bytes()).unwrap();
+    m.write_all(format!("VERSION\t1\t1\nREQUEST\t77\t{cpid}\t{id}\t{cookie}\n").as_bytes()).unwrap();
     let mut m = BufReader::new(m);
     let mut reply = String::new();
     while !reply.starts_with("USER\t") && !reply.starts_with("FAIL\t") && !reply.starts_with("NOTFOUND\t") {
