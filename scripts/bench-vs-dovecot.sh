@@ -15,8 +15,8 @@
 #   P2   {PLAIN} C=16 P=1: p99 latency
 #   P3   SHA512-CRYPT and BLF-CRYPT (cost 5) C=16: logins/s
 #   P4   p99 of one {PLAIN} client (C=1) while 16 clients flood BLF-CRYPT (two bench processes)
-#   P5   RSS per idle client connection with IDLE_CONNS held (Dovecot: at the largest count it
-#        holds when that is less)
+#   P5   RSS per idle client connection with IDLE_CONNS held, each server started fresh (at the
+#        largest count a server holds when that is less)
 #   P6   a passwd-file of BIG_USERS users (~55 MB at 1M), each server started fresh on it:
 #        a) start command -> first OK for a user near the end of the file; b) RSS after load /
 #        file size; c) slowest reply (max) at C=16 while the file is replaced (new inode and
@@ -238,6 +238,7 @@ start_dovecot() {
   DC_DIR=$1
   DC_SOCK=$DC_DIR/run/auth-client
   doveconf -c "$DC_DIR/dovecot.conf" -n >/dev/null
+  rm -f "$DC_SOCK" "$DC_DIR/run/master.pid" # left by an earlier instance
   dovecot -c "$DC_DIR/dovecot.conf"
   for _ in $(seq 1 200); do
     [ -S "$DC_SOCK" ] && [ -s "$DC_DIR/run/master.pid" ] && break
@@ -294,6 +295,7 @@ start_saslgate() {
   local dir=$1
   SG_SOCK=$dir/auth-client
   "$BIN" --config "$dir/saslgate.yaml" check >/dev/null
+  rm -f "$SG_SOCK" # left by an earlier instance
   "$BIN" --config "$dir/saslgate.yaml" >>"$dir/saslgate.log" 2>&1 &
   SG_PID=$!
   for _ in $(seq 1 200); do
@@ -391,7 +393,7 @@ T_START=$(date +%s)
 echo "Dovecot $(dovecot --version | cut -d' ' -f1) vs. saslgate; rows $ROWS; $RUNS run(s); load average $LOAD_BEFORE" >&2
 
 # ---------------------------------------------------------------- P1..P5 on the small file
-if want P1 || want P2 || want P3 || want P4 || want P5; then
+if want P1 || want P2 || want P3 || want P4; then
   start_dovecot "$DC_MAIN"
   DC_AUTH=$(dovecot_child auth) || { echo "no dovecot/auth process" >&2; exit 1; }
   DC_CPU_PIDS=$(dc_cpu_pids)
@@ -447,45 +449,56 @@ if want P1 || want P2 || want P3 || want P4 || want P5; then
         if [ "$out" = error ]; then add "P4|$s" error; else add "P4|$s" "$(kv p99_ms "$out")"; fi
       done
     fi
-    if want P5; then
-      # idle_kb LABEL SOCKET PIDS... -> "KB-per-connection count", trying smaller counts when
-      # the server does not hold IDLE_CONNS.
-      idle_kb() {
-        local label=$1 sock=$2 n before after log=$WORK/idle.out bpid
-        shift 2
-        for n in $IDLE_CONNS $((IDLE_CONNS / 2)) $((IDLE_CONNS / 5)) $((IDLE_CONNS / 10)); do
-          [ "$n" -gt 0 ] || continue
-          before=$(status_kb VmRSS "$@")
-          "${BENCH[@]}" --socket "$sock" --idle -C "$n" -d 600 >"$log" 2>&1 &
-          bpid=$!
-          BG_PIDS="$BG_PIDS $bpid"
-          for _ in $(seq 1 1200); do
-            grep -q '^idle_connections=' "$log" 2>/dev/null && break
-            kill -0 "$bpid" 2>/dev/null || break
-            sleep 0.1
-          done
-          if grep -q '^idle_connections=' "$log"; then
-            sleep 1
-            after=$(status_kb VmRSS "$@")
-            kill "$bpid" 2>/dev/null || true; wait "$bpid" 2>/dev/null || true
-            echo "  $label: VmRSS $before kB -> $after kB with $n idle connections" >&2
-            echo "$(calc "($after - $before) / $n") $n"
-            sleep 1 # let the server close them
-            return
-          fi
-          echo "  $label could not hold $n idle connections: $(tr '\n' ' ' <"$log")" >&2
-          kill "$bpid" 2>/dev/null || true; wait "$bpid" 2>/dev/null || true
-          sleep 2
-        done
-        echo "error 0"
-      }
-      read -r kb n <<<"$(idle_kb dovecot "$DC_SOCK" $DC_CPU_PIDS)"; add "P5|dc" "$kb"; add "P5n|dc" "$n"
-      read -r kb n <<<"$(idle_kb saslgate "$SG_SOCK" "$SG_PID")"; add "P5|sg" "$kb"; add "P5n|sg" "$n"
-    fi
   done
   stop_floor
   stop_saslgate
   stop_dovecot
+fi
+
+# ---------------------------------------------------------------- P5 on fresh servers
+# A server keeps the memory of connections it has closed (the allocator does not give it
+# back), so every run starts both servers afresh: "before" is a new server's RSS.
+if want P5; then
+  # idle_kb LABEL SOCKET PIDS... -> "KB-per-connection count", trying smaller counts when
+  # the server does not hold IDLE_CONNS.
+  idle_kb() {
+    local label=$1 sock=$2 n before after log=$WORK/idle.out bpid
+    shift 2
+    for n in $IDLE_CONNS $((IDLE_CONNS / 2)) $((IDLE_CONNS / 5)) $((IDLE_CONNS / 10)); do
+      [ "$n" -gt 0 ] || continue
+      before=$(status_kb VmRSS "$@")
+      "${BENCH[@]}" --socket "$sock" --idle -C "$n" -d 600 >"$log" 2>&1 &
+      bpid=$!
+      BG_PIDS="$BG_PIDS $bpid"
+      for _ in $(seq 1 1200); do
+        grep -q '^idle_connections=' "$log" 2>/dev/null && break
+        kill -0 "$bpid" 2>/dev/null || break
+        sleep 0.1
+      done
+      if grep -q '^idle_connections=' "$log"; then
+        sleep 1
+        after=$(status_kb VmRSS "$@")
+        kill "$bpid" 2>/dev/null || true; wait "$bpid" 2>/dev/null || true
+        echo "  $label: VmRSS $before kB -> $after kB with $n idle connections" >&2
+        echo "$(calc "($after - $before) / $n") $n"
+        sleep 1 # let the server close them
+        return
+      fi
+      echo "  $label could not hold $n idle connections: $(tr '\n' ' ' <"$log")" >&2
+      kill "$bpid" 2>/dev/null || true; wait "$bpid" 2>/dev/null || true
+      sleep 2
+    done
+    echo "error 0"
+  }
+  for i in $(seq 1 "$RUNS"); do
+    echo "P5 run $i of $RUNS" >&2
+    start_dovecot "$DC_MAIN"
+    read -r kb n <<<"$(idle_kb dovecot "$DC_SOCK" $(dc_cpu_pids))"; add "P5|dc" "$kb"; add "P5n|dc" "$n"
+    stop_dovecot
+    start_saslgate "$SG_MAIN"
+    read -r kb n <<<"$(idle_kb saslgate "$SG_SOCK" "$SG_PID")"; add "P5|sg" "$kb"; add "P5n|sg" "$n"
+    stop_saslgate
+  done
 fi
 
 # ---------------------------------------------------------------- P6: a big passwd-file
@@ -664,7 +677,7 @@ servers alternating. Ratio is saslgate ÷ Dovecot. CPU per login: the server's u
 (Dovecot: master, auth and anvil)."
 want P1 && NOTE="$NOTE The load generator's own CPU per login at P1: $(fmt3 "$(med 'P1client|sg')") µs (saslgate run)."
 want P4 && NOTE="$NOTE P4: a second \`saslgate bench\` keeps 16 BLF-CRYPT logins in flight while the measured client runs."
-want P5 && NOTE="$NOTE P5: VmRSS with the connections open minus before, ÷ the count (Dovecot: master, auth and anvil; the connections are made as root, so saslgate's per-uid cap does not apply)."
+want P5 && NOTE="$NOTE P5: VmRSS of a freshly started server with the connections open minus before, ÷ the count (Dovecot: master, auth and anvil; the connections are made as root, so saslgate's per-uid cap does not apply)."
 want P6 && NOTE="$NOTE P6: \`userN:{PLAIN}…:uid:gid::/home/userN::\` lines; a fresh server per run, timed from its start command to the \
 first OK for \`$BIG_USER\` (Dovecot reads passwd-files at the first lookup); memory is the auth process's (saslgate's) VmRSS, and \
 VmHWM reset before the reload run; the file is replaced by a copy (written beside it and renamed over it, a new mtime) \
