@@ -6,15 +6,42 @@
 //! A user listed twice keeps its first entry. A malformed line is skipped and reported by line
 //! number, never with its password.
 //!
-//! Files are re-read when their modification time, size or inode changes; the check is one
-//! `stat` per lookup. A path may hold `%variables` (one file per domain); then each expanded
-//! path is a file of its own, and `/` in a substituted value is cut away so a user name cannot
-//! walk the file system.
+//! # Storage
+//! A parsed file ([`Users`]) is the file's bytes in one buffer plus an open-addressing hash
+//! table of line offsets keyed by the user name (8 bytes a slot, at most ¾ full): no string per
+//! user. A lookup finds the line through the table and parses that one line. Loading is one
+//! read and one pass over the lines (memchr), with the table sized from the line count, so a
+//! file of a million users loads in a fraction of a second and takes little more memory than
+//! the file itself.
+//!
+//! # Re-reading
+//! Files are re-read when their modification or change time, size or inode changes; the check
+//! is one `stat` per lookup. Reading and parsing run on the blocking pool, never on the reactor,
+//! one load at a time per file; the new table replaces the old one in one pointer swap, and the
+//! old one is freed once the last lookup using it is done (at most two tables of a file are
+//! alive at once). While a file of [`STALE_FROM`] bytes or more is being re-read, lookups keep
+//! answering from the previous contents, so a reply never waits for a big reload: an answer can
+//! be stale for the time a load takes (a few hundred milliseconds for a million users).
+//! Dovecot is stale too (it checks a file at most once a second) and, worse, blocks every reply
+//! while it re-reads. A smaller file is re-read before the lookup answers (a few milliseconds),
+//! so a changed password takes effect at once.
+//!
+//! When a file that was read before cannot be read again (permissions, I/O error, a directory,
+//! too large), the previous contents stay in use and the error is logged with the path; it is
+//! retried when the file changes, or after [`RETRY_FAILED`]. A file that no longer exists is not
+//! kept: its users are gone (a lookup fails, or with a per-domain path finds no user), as with
+//! Dovecot.
+//!
+//! A path may hold `%variables` (one file per domain); then each expanded path is a file of its
+//! own, and `/` in a substituted value is cut away so a user name cannot walk the file system.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::io::Read as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// One user's entry. `Debug` hides the stored password and the extra fields' values (they may
 /// hold `pass=` or other secrets).
@@ -53,71 +80,225 @@ impl std::fmt::Debug for Entry {
     }
 }
 
-/// A parsed file. `Debug` shows only the number of users (the entries hold stored passwords).
+/// A parsed file: its bytes and an index of its users' lines. `Debug` shows only the number of
+/// users (the bytes hold stored passwords).
 #[derive(Default)]
 pub struct Users {
-    users: HashMap<String, Entry>,
-    order: Vec<String>,
+    buf: Vec<u8>,
+    index: Index,
 }
 
 impl std::fmt::Debug for Users {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Users").field("users", &self.users.len()).finish_non_exhaustive()
+        f.debug_struct("Users").field("users", &self.index.len).finish_non_exhaustive()
     }
 }
 
 impl Users {
-    /// The entry of `user`, matched exactly (case-sensitive, as Dovecot).
-    pub fn get(&self, user: &str) -> Option<&Entry> {
-        self.users.get(user)
+    /// The entry of `user`, matched exactly (case-sensitive, as Dovecot), parsed from its line.
+    pub fn get(&self, user: &str) -> Option<Entry> {
+        let offset = self.index.find(&self.buf, user.as_bytes())?;
+        // Every indexed line was checked to be UTF-8 when the file was read.
+        let line = std::str::from_utf8(line_at(&self.buf, offset)).ok()?;
+        Some(parse_line(line).1)
     }
 
     /// User names in file order (for LIST).
-    pub fn names(&self) -> &[String] {
-        &self.order
+    pub fn names(&self) -> Vec<String> {
+        let mut offsets: Vec<u32> = self.index.offsets().collect();
+        offsets.sort_unstable();
+        offsets.into_iter().map(|o| String::from_utf8_lossy(name_at(&self.buf, o)).into_owned()).collect()
     }
 
     /// Number of users.
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.index.len
     }
 
     /// Whether the file has no users.
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.index.len == 0
+    }
+
+    /// Heap memory held: the file's bytes and the index.
+    pub fn heap_bytes(&self) -> usize {
+        self.buf.capacity() + self.index.slots.capacity() * size_of::<u64>()
     }
 }
 
 /// Longest line we accept; a longer one is reported and skipped (nothing legitimate comes close).
 pub const MAX_LINE: usize = 64 * 1024;
 
+/// Largest file we read: line offsets are 32-bit.
+pub const MAX_FILE: usize = u32::MAX as usize;
+
+/// The line starting at `offset`, without its line feed and a carriage return before it.
+fn line_at(buf: &[u8], offset: u32) -> &[u8] {
+    let rest = buf.get(offset as usize..).unwrap_or_default();
+    let raw = &rest[..memchr::memchr(b'\n', rest).unwrap_or(rest.len())];
+    raw.strip_suffix(b"\r").unwrap_or(raw)
+}
+
+/// The user name of the line starting at `offset`: up to the first `:`, or the whole line.
+fn name_at(buf: &[u8], offset: u32) -> &[u8] {
+    let rest = buf.get(offset as usize..).unwrap_or_default();
+    match memchr::memchr2(b':', b'\n', rest) {
+        Some(i) if rest[i] == b':' => &rest[..i],
+        end => {
+            let raw = &rest[..end.unwrap_or(rest.len())];
+            raw.strip_suffix(b"\r").unwrap_or(raw)
+        }
+    }
+}
+
+/// An open-addressing hash table (linear probing) of line offsets, keyed by the user name on
+/// the line. A slot holds the name's 32-bit hash in its high half and the offset in its low
+/// half, so probes rarely touch the file's bytes and growing never re-hashes a name. The hash
+/// is keyed per table (SipHash with a random key): client-chosen names cannot aim at long
+/// probe runs.
+#[derive(Default)]
+struct Index {
+    slots: Vec<u64>,
+    len: usize,
+    hasher: RandomState,
+}
+
+/// An empty slot: its offset half is `u32::MAX`, which no line of a file below [`MAX_FILE`]
+/// bytes starts at.
+const EMPTY: u64 = u64::MAX;
+
+impl Index {
+    /// Slots for `n` users: a power of two, at most ¾ full.
+    fn slots_for(n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (n.saturating_mul(4) / 3 + 1).next_power_of_two().max(8)
+        }
+    }
+
+    fn with_capacity(n: usize) -> Index {
+        Index { slots: vec![EMPTY; Index::slots_for(n)], len: 0, hasher: RandomState::new() }
+    }
+
+    fn hash(&self, name: &[u8]) -> u32 {
+        let h = self.hasher.hash_one(name);
+        (h ^ (h >> 32)) as u32
+    }
+
+    fn offsets(&self) -> impl Iterator<Item = u32> + '_ {
+        self.slots.iter().filter(|&&s| s != EMPTY).map(|&s| s as u32)
+    }
+
+    fn find(&self, buf: &[u8], name: &[u8]) -> Option<u32> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let (h, mask) = (self.hash(name), self.slots.len() - 1);
+        let mut i = h as usize & mask;
+        // Terminates: the table is never more than ¾ full, so an empty slot comes.
+        loop {
+            let s = self.slots[i];
+            if s == EMPTY {
+                return None;
+            }
+            if (s >> 32) as u32 == h && name_at(buf, s as u32) == name {
+                return Some(s as u32);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Adds the line at `offset` under `name`; `false` (and nothing added) when the name is
+    /// already there.
+    fn insert(&mut self, buf: &[u8], name: &[u8], offset: u32) -> bool {
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            self.resize(Index::slots_for((self.len + 1) * 2));
+        }
+        let (h, mask) = (self.hash(name), self.slots.len() - 1);
+        let mut i = h as usize & mask;
+        loop {
+            let s = self.slots[i];
+            if s == EMPTY {
+                self.slots[i] = (u64::from(h) << 32) | u64::from(offset);
+                self.len += 1;
+                return true;
+            }
+            if (s >> 32) as u32 == h && name_at(buf, s as u32) == name {
+                return false;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Moves every slot into a table of `n` slots (a power of two with room for them all).
+    fn resize(&mut self, n: usize) {
+        let old = std::mem::replace(&mut self.slots, vec![EMPTY; n]);
+        let mask = n.wrapping_sub(1);
+        for s in old.into_iter().filter(|&s| s != EMPTY) {
+            let mut i = (s >> 32) as usize & mask;
+            while self.slots[i] != EMPTY {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = s;
+        }
+    }
+
+    /// Gives back the room of a table sized for more users than the file turned out to hold.
+    fn shrink_to_fit(&mut self) {
+        let n = Index::slots_for(self.len);
+        if n < self.slots.len() {
+            self.resize(n);
+        }
+    }
+}
+
 /// Parses the contents of a passwd-file. Invalid UTF-8 in a line makes that line a problem.
 pub fn parse(content: &[u8]) -> (Users, Vec<LineProblem>) {
-    let mut users = Users::default();
+    parse_owned(content.to_vec())
+}
+
+/// [`parse`], keeping `content` as the table's buffer (no copy). Beyond [`MAX_FILE`] bytes the
+/// rest is reported as one problem and ignored.
+pub fn parse_owned(content: Vec<u8>) -> (Users, Vec<LineProblem>) {
     let mut problems = Vec::new();
-    for (n, raw) in content.split(|&b| b == b'\n').enumerate() {
-        let line_no = n + 1;
+    // Size the table once for the lines there are (at most one user each), but not beyond one
+    // user per 8 bytes: a file of mostly blank or comment lines then grows the table instead.
+    let lines = memchr::memchr_iter(b'\n', &content).count() + 1;
+    let mut index = Index::with_capacity(lines.min(content.len() / 8 + 1));
+    let buf = &content[..];
+    let (mut start, mut line_no) = (0usize, 0usize);
+    loop {
+        line_no += 1;
+        let end = memchr::memchr(b'\n', &buf[start..]).map_or(buf.len(), |i| start + i);
+        let raw = &buf[start..end];
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if raw.is_empty() || raw[0] == b'#' || raw[0] == b':' {
-            continue;
-        }
-        if raw.len() > MAX_LINE {
-            problems.push(LineProblem { line: line_no, what: format!("line longer than {MAX_LINE} bytes") });
-            continue;
-        }
-        let Ok(line) = std::str::from_utf8(raw) else {
-            problems.push(LineProblem { line: line_no, what: "line is not valid UTF-8".into() });
-            continue;
+        let offset = match u32::try_from(start) {
+            Ok(offset) if offset != u32::MAX => offset,
+            _ => {
+                problems.push(LineProblem { line: line_no, what: format!("file longer than {MAX_FILE} bytes; the rest is ignored") });
+                break;
+            }
         };
-        let (user, entry) = parse_line(line);
-        if users.users.contains_key(user) {
-            problems.push(LineProblem { line: line_no, what: format!("user {user} exists more than once; the first entry is used") });
-            continue;
+        if raw.is_empty() || raw[0] == b'#' || raw[0] == b':' {
+            // skipped
+        } else if raw.len() > MAX_LINE {
+            problems.push(LineProblem { line: line_no, what: format!("line longer than {MAX_LINE} bytes") });
+        } else if let Ok(line) = std::str::from_utf8(raw) {
+            let user = line.split(':').next().unwrap_or_default();
+            if !index.insert(buf, user.as_bytes(), offset) {
+                problems.push(LineProblem { line: line_no, what: format!("user {user} exists more than once; the first entry is used") });
+            }
+        } else {
+            problems.push(LineProblem { line: line_no, what: "line is not valid UTF-8".into() });
         }
-        users.order.push(user.to_owned());
-        users.users.insert(user.to_owned(), entry);
+        if end >= buf.len() {
+            break;
+        }
+        start = end + 1;
     }
-    (users, problems)
+    index.shrink_to_fit();
+    (Users { buf: content, index }, problems)
 }
 
 fn non_empty(field: Option<&str>) -> Option<String> {
@@ -164,24 +345,30 @@ pub fn parse_extra_fields(list: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// What identifies one version of a file: a change to any of these re-reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
     mtime: i64,
     mtime_nsec: i64,
+    ctime: i64,
+    ctime_nsec: i64,
     size: u64,
     ino: u64,
+    dev: u64,
 }
 
 impl Stamp {
     fn of(meta: &std::fs::Metadata) -> Stamp {
-        Stamp { mtime: meta.mtime(), mtime_nsec: meta.mtime_nsec(), size: meta.size(), ino: meta.ino() }
+        Stamp {
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+            ctime: meta.ctime(),
+            ctime_nsec: meta.ctime_nsec(),
+            size: meta.size(),
+            ino: meta.ino(),
+            dev: meta.dev(),
+        }
     }
-}
-
-#[derive(Debug)]
-struct Loaded {
-    stamp: Stamp,
-    users: Arc<Users>,
 }
 
 /// Why a file could not be used.
@@ -198,69 +385,233 @@ pub enum LoadError {
         /// The error.
         err: std::io::Error,
     },
+    /// The file is larger than [`MAX_FILE`].
+    #[error("{0}: file larger than {MAX_FILE} bytes")]
+    TooLarge(PathBuf),
 }
 
-/// A set of passwd-files, re-read when they change.
-#[derive(Debug, Default)]
+/// Files of this size or more are re-read in the background while the previous contents keep
+/// answering; smaller ones are re-read before the lookup answers.
+pub const STALE_FROM: u64 = 1 << 20;
+
+/// How long a file that failed to load (unchanged since) is not tried again.
+pub const RETRY_FAILED: Duration = Duration::from_secs(5);
+
+/// How many loads one lookup may wait for when the file keeps changing under it.
+const MAX_WAITS: u32 = 3;
+
+/// A set of passwd-files, re-read when they change. `Debug` shows only how many.
+#[derive(Default)]
 pub struct Files {
-    // A std Mutex: held only to look up or swap an `Arc`, never across an await or a parse.
-    loaded: Mutex<HashMap<PathBuf, Loaded>>,
+    // A std Mutex: held only to find or insert a slot, never across an await or a parse.
+    slots: Mutex<HashMap<PathBuf, Arc<Slot>>>,
+}
+
+impl std::fmt::Debug for Files {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Files").field("files", &lock(&self.slots).len()).finish()
+    }
+}
+
+/// One file: the table in use, and its loading state.
+#[derive(Default)]
+struct Slot {
+    // A std Mutex: held only to clone or swap the table's `Arc` and flip the flags.
+    state: Mutex<State>,
+    /// Woken when a load of this file finishes, successful or not.
+    loaded: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct State {
+    /// The table in use and the version of the file it was read from.
+    current: Option<(Stamp, Arc<Users>)>,
+    /// A load is queued or running (one at a time).
+    loading: bool,
+    /// The error of the last load, when it failed.
+    last_error: Option<String>,
+    /// The version whose load failed last, and when: not retried before [`RETRY_FAILED`].
+    failed: Option<(Stamp, Instant)>,
 }
 
 /// The most files with `%variables` paths kept parsed at once; beyond it the map is cleared, so
 /// requests naming many domains cannot grow memory without bound.
 const MAX_FILES: usize = 1024;
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Files {
-    /// The users of `path`, re-reading the file when it changed since the last call. This does
-    /// blocking file I/O: call it from the blocking pool, or when the file is known to be small.
-    pub fn users(&self, path: &Path) -> Result<Arc<Users>, LoadError> {
-        let meta = std::fs::metadata(path).map_err(|err| io_error(path, err))?;
-        let stamp = Stamp::of(&meta);
-        if let Some(users) = self.cached(path, stamp) {
-            return Ok(users);
+    fn slot(&self, path: &Path) -> Arc<Slot> {
+        let mut slots = lock(&self.slots);
+        if let Some(slot) = slots.get(path) {
+            return Arc::clone(slot);
         }
-        let content = std::fs::read(path).map_err(|err| io_error(path, err))?;
-        let (users, problems) = parse(&content);
-        for p in &problems {
-            tracing::warn!(file = %path.display(), line = p.line, "passwd-file: {}", p.what);
+        if slots.len() >= MAX_FILES {
+            slots.clear();
         }
-        tracing::info!(file = %path.display(), users = users.len(), "passwd-file read");
-        let users = Arc::new(users);
-        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-        if loaded.len() >= MAX_FILES && !loaded.contains_key(path) {
-            loaded.clear();
-        }
-        loaded.insert(path.to_owned(), Loaded { stamp, users: Arc::clone(&users) });
-        Ok(users)
+        Arc::clone(slots.entry(path.to_owned()).or_default())
     }
 
-    /// The users of `path` when it is parsed and unchanged (one `stat`); `None` means it must
-    /// be (re-)read with [`Files::users`], off the reactor.
-    pub fn fresh(&self, path: &Path) -> Option<Arc<Users>> {
-        std::fs::metadata(path).ok().and_then(|m| self.cached(path, Stamp::of(&m)))
+    /// Forgets a file that no longer exists (its table is freed once no lookup uses it).
+    fn forget(&self, path: &Path) {
+        let removed = lock(&self.slots).remove(path);
+        drop(removed);
     }
 
-    fn cached(&self, path: &Path, stamp: Stamp) -> Option<Arc<Users>> {
-        let loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-        loaded.get(path).filter(|l| l.stamp == stamp).map(|l| Arc::clone(&l.users))
+    /// The number of files known (for tests).
+    #[cfg(test)]
+    fn count(&self) -> usize {
+        lock(&self.slots).len()
     }
 }
 
-/// The users of `path` without blocking the reactor: parsed and unchanged, at once (one
-/// `stat`); otherwise (re-)read on the blocking pool. With `missing_is_empty` (a per-domain
+/// The users of `path`. A file read before and unchanged is answered at once (one `stat`);
+/// otherwise it is (re-)read on the blocking pool, by one load at a time: a lookup waits for
+/// the first load of a file and for the re-read of a small one, and answers from the previous
+/// contents while a big one ([`STALE_FROM`]) is re-read. With `missing_is_empty` (a per-domain
 /// path), a file that does not exist holds no users: an unknown domain, not an error.
 pub async fn load(files: &Arc<Files>, path: PathBuf, pool: &crate::blocking::Pool, missing_is_empty: bool) -> Result<Arc<Users>, String> {
-    if let Some(users) = files.fresh(&path) {
-        return Ok(users);
+    let stamp = match std::fs::metadata(&path) {
+        Ok(meta) => Stamp::of(&meta),
+        Err(err) => {
+            files.forget(&path);
+            return match io_error(&path, err) {
+                LoadError::Missing(_) if missing_is_empty => Ok(Arc::default()),
+                e => Err(e.to_string()),
+            };
+        }
+    };
+    let slot = files.slot(&path);
+    let mut waits = 0;
+    loop {
+        let loaded = {
+            let mut state = lock(&slot.state);
+            if let Some((s, users)) = &state.current {
+                if *s == stamp {
+                    return Ok(Arc::clone(users));
+                }
+            }
+            let failed_recently = state.failed.is_some_and(|(s, at)| s == stamp && at.elapsed() < RETRY_FAILED);
+            if !state.loading && !failed_recently && waits < MAX_WAITS {
+                state.loading = true;
+                start_load(Arc::clone(&slot), path.clone(), pool.clone(), stamp);
+            }
+            match &state.current {
+                // Stale while re-read (big file), kept after a failed re-read, or changing faster
+                // than it can be read.
+                Some((_, users)) if stamp.size >= STALE_FROM || failed_recently || waits >= MAX_WAITS || !state.loading => return Ok(Arc::clone(users)),
+                None if !state.loading => return Err(state.last_error.clone().unwrap_or_else(|| format!("{}: could not be read", path.display()))),
+                _ => {}
+            }
+            // Registered before the lock is released: the loader's wake-up cannot be missed.
+            slot.loaded.notified()
+        };
+        loaded.await;
+        waits += 1;
     }
-    let files = Arc::clone(files);
-    match pool.run(move || files.users(&path)).await {
-        Ok(Ok(users)) => Ok(users),
-        Ok(Err(LoadError::Missing(_))) if missing_is_empty => Ok(Arc::default()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(e.to_string()),
+}
+
+/// Queues a load of `path` into `slot` on the blocking pool. The caller set `loading`;
+/// `seen` is the version its `stat` saw.
+fn start_load(slot: Arc<Slot>, path: PathBuf, pool: crate::blocking::Pool, seen: Stamp) {
+    let job_slot = Arc::clone(&slot);
+    // A task of its own awaits the job, so a request that goes away does not cancel it.
+    tokio::spawn(async move {
+        let job_path = path.clone();
+        let outcome = pool.run(move || read_into(&job_slot, &job_path, seen)).await;
+        if let Err(e) = outcome {
+            // The job never ran (pool busy or closing) or panicked: nothing was installed, and
+            // the next lookup tries again.
+            finish(&slot, &path, Err((None, format!("{}: {e}", path.display()))));
+        }
+    });
+}
+
+/// Reads and parses `path` and installs the result in `slot`. Runs on the blocking pool.
+fn read_into(slot: &Slot, path: &Path, seen: Stamp) {
+    let started = Instant::now();
+    match read_file(path, seen) {
+        Ok((stamp, content)) => {
+            let (users, problems) = parse_owned(content);
+            for p in &problems {
+                tracing::warn!(file = %path.display(), line = p.line, "passwd-file: {}", p.what);
+            }
+            let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            tracing::info!(file = %path.display(), users = users.len(), ms, "passwd-file read");
+            let old = finish(slot, path, Ok((stamp, Arc::new(users))));
+            free_here(old);
+        }
+        Err((stamp, e)) => {
+            finish(slot, path, Err((Some(stamp), e.to_string())));
+        }
     }
+}
+
+/// The outcome of one load: the table and the version it was read from, or the error and the
+/// version that failed (when known: it is then not retried before [`RETRY_FAILED`]).
+type Loaded = Result<(Stamp, Arc<Users>), (Option<Stamp>, String)>;
+
+/// Ends a load: installs its table (or keeps the one in use when it failed), lets the next
+/// load start and wakes the lookups waiting. Returns the table replaced.
+fn finish(slot: &Slot, path: &Path, loaded: Loaded) -> Option<Arc<Users>> {
+    let mut old = None;
+    {
+        let mut state = lock(&slot.state);
+        state.loading = false;
+        match loaded {
+            Ok((stamp, users)) => {
+                old = state.current.replace((stamp, users)).map(|(_, users)| users);
+                state.last_error = None;
+                state.failed = None;
+            }
+            Err((stamp, e)) => {
+                if state.current.is_some() {
+                    tracing::error!(file = %path.display(), "passwd-file: re-reading failed, the previous contents stay in use: {e}");
+                }
+                state.last_error = Some(e);
+                state.failed = stamp.map(|s| (s, Instant::now()));
+            }
+        }
+    }
+    slot.loaded.notify_waiters();
+    old
+}
+
+/// Frees a replaced table on this (pool) thread rather than on the reactor, waiting briefly
+/// for lookups still using it (they hold it only while they copy one entry out).
+fn free_here(mut table: Option<Arc<Users>>) {
+    for _ in 0..100 {
+        match table.map(Arc::try_unwrap) {
+            None | Some(Ok(_)) => return,
+            Some(Err(shared)) => table = Some(shared),
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Still in use (a LIST): its last user frees it.
+}
+
+/// One read of the file into a buffer of its size, with the version read (from the open file,
+/// so a change during the read shows as a new version at the next lookup). A failure carries
+/// the version that failed (`seen` when the file could not even be opened).
+fn read_file(path: &Path, seen: Stamp) -> Result<(Stamp, Vec<u8>), (Stamp, LoadError)> {
+    let mut file = std::fs::File::open(path).map_err(|e| (seen, io_error(path, e)))?;
+    let meta = file.metadata().map_err(|e| (seen, io_error(path, e)))?;
+    let stamp = Stamp::of(&meta);
+    let too_large = || (stamp, LoadError::TooLarge(path.to_owned()));
+    let size = usize::try_from(meta.len()).unwrap_or(usize::MAX);
+    if size >= MAX_FILE {
+        return Err(too_large());
+    }
+    let mut content = Vec::new();
+    content.try_reserve_exact(size).map_err(|_| too_large())?;
+    // Bounded: a file growing while it is read stops at the limit.
+    (&mut file).take(MAX_FILE as u64).read_to_end(&mut content).map_err(|e| (stamp, io_error(path, e)))?;
+    if content.len() >= MAX_FILE {
+        return Err(too_large());
+    }
+    Ok((stamp, content))
 }
 
 fn io_error(path: &Path, err: std::io::Error) -> LoadError {
@@ -320,18 +671,270 @@ mod tests {
         assert_eq!(u.get("c").unwrap().password.as_deref(), Some("{PLAIN}x[34]"));
     }
 
-    #[test]
-    fn files_reload_on_change() {
+    fn pool() -> crate::blocking::Pool {
+        crate::blocking::Pool::new(2, 64).unwrap()
+    }
+
+    /// The password of `user` in `path`, through the cache.
+    async fn password(files: &Arc<Files>, path: &Path, pool: &crate::blocking::Pool, user: &str) -> Result<Option<String>, String> {
+        load(files, path.to_owned(), pool, false).await.map(|u| u.get(user).and_then(|e| e.password))
+    }
+
+    /// Replaces `path` in one step (write a temp file, rename it over), as an admin's tool would.
+    fn replace(path: &Path, content: &[u8]) {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, content).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn files_reload_on_change() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users");
         std::fs::write(&path, "a:{PLAIN}1\n").unwrap();
-        let files = Files::default();
-        assert!(files.users(&path).unwrap().get("a").is_some());
-        assert!(files.fresh(&path).is_some());
+        let (files, pool) = (Arc::new(Files::default()), pool());
+        let first = load(&files, path.clone(), &pool, false).await.unwrap();
+        assert!(first.get("a").is_some());
+        // Unchanged: the same table, not a re-read.
+        assert!(Arc::ptr_eq(&first, &load(&files, path.clone(), &pool, false).await.unwrap()));
+        // A small file is re-read before the lookup answers: the change shows at once.
         std::fs::write(&path, "b:{PLAIN}22\n").unwrap();
-        let users = files.users(&path).unwrap();
+        let users = load(&files, path.clone(), &pool, false).await.unwrap();
         assert!(users.get("a").is_none() && users.get("b").is_some());
-        assert!(matches!(files.users(&dir.path().join("nope")), Err(LoadError::Missing(_))));
+        let missing = load(&files, dir.path().join("nope"), &pool, false).await.unwrap_err();
+        assert!(missing.ends_with("nope: no such file"), "{missing}");
+        assert!(load(&files, dir.path().join("nope"), &pool, true).await.unwrap().is_empty());
+    }
+
+    /// The old `HashMap` parser, as a reference for the compact table.
+    fn reference(content: &[u8]) -> (Vec<(String, Entry)>, Vec<usize>) {
+        let (mut users, mut problems, mut seen) = (Vec::new(), Vec::new(), std::collections::HashSet::new());
+        for (n, raw) in content.split(|&b| b == b'\n').enumerate() {
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            if raw.is_empty() || raw[0] == b'#' || raw[0] == b':' {
+                continue;
+            }
+            let Some(line) = std::str::from_utf8(raw).ok().filter(|_| raw.len() <= MAX_LINE) else {
+                problems.push(n + 1);
+                continue;
+            };
+            let (user, entry) = parse_line(line);
+            if seen.insert(user.to_owned()) {
+                users.push((user.to_owned(), entry));
+            } else {
+                problems.push(n + 1);
+            }
+        }
+        (users, problems)
+    }
+
+    fn check_against_reference(content: &[u8]) {
+        let (users, problems) = parse(content);
+        let (want, want_problems) = reference(content);
+        assert_eq!(problems.iter().map(|p| p.line).collect::<Vec<_>>(), want_problems);
+        assert_eq!(users.len(), want.len());
+        assert_eq!(users.names(), want.iter().map(|(u, _)| u.clone()).collect::<Vec<_>>());
+        for (user, entry) in &want {
+            assert_eq!(users.get(user).as_ref(), Some(entry), "{user}");
+        }
+    }
+
+    #[test]
+    fn compact_table_lookups() {
+        let mut file = String::from("# users\n\nfirst:{PLAIN}f:1:1::/home/first::userdb_x=1\r\n");
+        for n in 0..5000 {
+            file.push_str(&format!("user{n}:{{PLAIN}}pw{n}:{n}:{n}::/home/user{n}::\n"));
+            if n % 1000 == 0 {
+                file.push_str(&format!("# comment {n}\r\n\r\nuser{n}:{{PLAIN}}duplicate\n:no user\n"));
+            }
+        }
+        file.push_str(&format!("{}:pw\nlast:{{PLAIN}}l", "y".repeat(MAX_LINE + 1)));
+        let (u, p) = parse(file.as_bytes());
+        assert_eq!(u.len(), 5002);
+        let first = u.get("first").unwrap();
+        assert_eq!((first.password.as_deref(), first.home.as_deref()), (Some("{PLAIN}f"), Some("/home/first")));
+        assert_eq!(first.extra_fields, vec![("userdb_x".into(), "1".into())], "CRLF: no carriage return in the last field");
+        assert_eq!(u.get("user2500").unwrap().password.as_deref(), Some("{PLAIN}pw2500"));
+        assert_eq!(u.get("user3000").unwrap().password.as_deref(), Some("{PLAIN}pw3000"), "a duplicate keeps the first entry");
+        assert_eq!(u.get("last").unwrap().password.as_deref(), Some("{PLAIN}l"), "the last line without a line feed");
+        for absent in ["", "user", "user5000", "First", "first:", "#", "# users", "no user", "y"] {
+            assert!(u.get(absent).is_none(), "{absent:?}");
+        }
+        assert_eq!(p.len(), 6, "five duplicates and one long line: {p:?}");
+        assert!(p.last().unwrap().what.contains("longer than"));
+        let names = u.names();
+        assert_eq!((names[0].as_str(), names[1].as_str(), names[5001].as_str()), ("first", "user0", "last"));
+        check_against_reference(file.as_bytes());
+    }
+
+    #[test]
+    fn compact_table_matches_the_reference_parser() {
+        // Random files from a small alphabet that makes duplicates, empty fields, comments,
+        // CRLF, bare names and bad UTF-8 common.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet: &[&[u8]] = &[b"a", b"b", b":", b":", b"\n", b"\r\n", b"#", b" ", b"=", b"\xff", b"x=y", b"\r", b"{PLAIN}"];
+        for _ in 0..2000 {
+            let len = (next() % 60) as usize;
+            let content: Vec<u8> = (0..len).flat_map(|_| alphabet[(next() % alphabet.len() as u64) as usize].iter().copied()).collect();
+            check_against_reference(&content);
+        }
+        check_against_reference(b"");
+        check_against_reference(b"\n\n");
+    }
+
+    #[test]
+    fn index_memory_is_bounded() {
+        for n in [1usize, 7, 1000, 100_000] {
+            let file: String = (0..n).map(|i| format!("u{i}:{{PLAIN}}p:1:1::/h::\n")).collect();
+            let (u, _) = parse(file.as_bytes());
+            assert_eq!(u.len(), n);
+            // The file's bytes plus at most 22 bytes a user (8-byte slots, at least a quarter
+            // of them free, rounded up to a power of two), and a minimal table of 8 slots.
+            assert!(u.heap_bytes() <= file.len() + 22 * n + 64, "{n} users: {} bytes for a file of {}", u.heap_bytes(), file.len());
+        }
+        // A file of blank lines, comments and duplicates holds few users: little table.
+        let mut hostile = "\n".repeat(200_000);
+        hostile.push_str(&"#\n".repeat(100_000));
+        hostile.push_str(&"d\n".repeat(100_000));
+        let (u, p) = parse(hostile.as_bytes());
+        assert_eq!((u.len(), p.len()), (1, 99_999));
+        assert!(u.heap_bytes() <= hostile.len() + 64, "{}", u.heap_bytes());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn reloads_are_atomic_under_concurrent_lookups() {
+        for users in [50usize, 30_000] {
+            // 30,000 users make a file above STALE_FROM: lookups answer from the old table while
+            // it is re-read. 50 users: lookups wait for the (short) re-read.
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("users");
+            let version = |v: usize| -> Vec<u8> {
+                let mut f: String = (0..users).map(|i| format!("user{i}:{{PLAIN}}v{v}-{i}:1000:1000::/home/user{i}::\n")).collect();
+                f.push_str(&format!("only{v}:{{PLAIN}}x\n"));
+                f.into_bytes()
+            };
+            assert_eq!(version(0).len() as u64 >= STALE_FROM, users > 1000);
+            replace(&path, &version(0));
+            let (files, pool) = (Arc::new(Files::default()), pool());
+            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let mut readers = Vec::new();
+            for r in 0..8 {
+                let (files, pool, path, done) = (Arc::clone(&files), pool.clone(), path.clone(), Arc::clone(&done));
+                readers.push(tokio::spawn(async move {
+                    let mut seen = std::collections::BTreeSet::new();
+                    let mut n = r;
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        let i = (n * 7919) % users;
+                        n += 1;
+                        let pw = password(&files, &path, &pool, &format!("user{i}")).await.unwrap().unwrap();
+                        let v: usize = pw.strip_prefix("{PLAIN}v").and_then(|p| p.strip_suffix(&format!("-{i}"))).unwrap().parse().unwrap();
+                        seen.insert(v);
+                        tokio::task::yield_now().await;
+                    }
+                    seen
+                }));
+            }
+            for v in 1..=5 {
+                tokio::time::sleep(Duration::from_millis(40)).await;
+                replace(&path, &version(v));
+            }
+            // The last version comes in (a big file in the background).
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while password(&files, &path, &pool, "user0").await.unwrap().as_deref() != Some("{PLAIN}v5-0") {
+                assert!(Instant::now() < deadline, "the last version never came in");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            let mut all = std::collections::BTreeSet::new();
+            for r in readers {
+                all.extend(r.await.unwrap());
+            }
+            assert!(all.iter().all(|v| *v <= 5) && all.len() >= 2, "{users} users: versions seen {all:?}");
+            let last = load(&files, path.clone(), &pool, false).await.unwrap();
+            assert!(last.get("only5").is_some() && last.get("only4").is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_big_file_answers_from_the_old_table_while_it_is_re_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        let big = |pw: &str| -> String { (0..40_000).map(|i| format!("user{i}:{{PLAIN}}{pw}::::::\n")).collect() };
+        assert!(big("old").len() as u64 >= STALE_FROM);
+        replace(&path, big("old").as_bytes());
+        // One pool thread, kept busy: a re-read can only queue behind the blocker.
+        let (files, pool) = (Arc::new(Files::default()), crate::blocking::Pool::new(1, 4).unwrap());
+        assert_eq!(password(&files, &path, &pool, "user7").await.unwrap().as_deref(), Some("{PLAIN}old"));
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let blocker = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(move || wait.recv_timeout(Duration::from_secs(30))).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        replace(&path, big("new").as_bytes());
+        for _ in 0..3 {
+            let pw = tokio::time::timeout(Duration::from_secs(5), password(&files, &path, &pool, "user7")).await.expect("a lookup waited for the re-read");
+            assert_eq!(pw.unwrap().as_deref(), Some("{PLAIN}old"));
+        }
+        release.send(()).unwrap();
+        blocker.await.unwrap().unwrap().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while password(&files, &path, &pool, "user7").await.unwrap().as_deref() != Some("{PLAIN}new") {
+            assert!(Instant::now() < deadline, "the new version never came in");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_re_read_keeps_the_old_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        std::fs::write(&path, "alice:{PLAIN}old\n").unwrap();
+        let (files, pool) = (Arc::new(Files::default()), pool());
+        assert_eq!(password(&files, &path, &pool, "alice").await.unwrap().as_deref(), Some("{PLAIN}old"));
+        // The path becomes something that cannot be read as a file.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        for _ in 0..3 {
+            assert_eq!(password(&files, &path, &pool, "alice").await.unwrap().as_deref(), Some("{PLAIN}old"));
+        }
+        // Readable again: the new contents.
+        std::fs::remove_dir(&path).unwrap();
+        std::fs::write(&path, "alice:{PLAIN}new\n").unwrap();
+        assert_eq!(password(&files, &path, &pool, "alice").await.unwrap().as_deref(), Some("{PLAIN}new"));
+        // Never read: the error, as before.
+        let other = dir.path().join("dir");
+        std::fs::create_dir(&other).unwrap();
+        let e = password(&files, &other, &pool, "alice").await.unwrap_err();
+        assert!(e.contains("dir: ") && e.contains("directory"), "{e}");
+        // A file that is gone is not kept: its users are gone too.
+        std::fs::remove_file(&path).unwrap();
+        assert!(password(&files, &path, &pool, "alice").await.unwrap_err().ends_with("users: no such file"));
+        assert_eq!(files.count(), 1, "the vanished file is forgotten");
+    }
+
+    #[tokio::test]
+    async fn one_load_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        std::fs::write(&path, "alice:{PLAIN}pw\n").unwrap();
+        // Room for one queued job: a load per lookup would be refused as busy.
+        let (files, pool) = (Arc::new(Files::default()), crate::blocking::Pool::new(1, 1).unwrap());
+        let lookups: Vec<_> = (0..64)
+            .map(|_| {
+                let (files, pool, path) = (Arc::clone(&files), pool.clone(), path.clone());
+                tokio::spawn(async move { password(&files, &path, &pool, "alice").await })
+            })
+            .collect();
+        for l in lookups {
+            assert_eq!(l.await.unwrap().unwrap().as_deref(), Some("{PLAIN}pw"));
+        }
     }
 }
 
@@ -353,8 +956,14 @@ mod debug_redaction_tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users");
         std::fs::write(&path, format!("alice:{{SHA512-CRYPT}}{HASH}\n")).unwrap();
-        let files = Files::default();
-        let loaded = files.users(&path).unwrap();
+        let files = Arc::new(Files::default());
+        let loaded = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(load(&files, path, &crate::blocking::Pool::new(1, 1).unwrap(), false))
+            .unwrap();
+        assert_eq!(loaded.len(), 1);
         for shown in [format!("{files:?}"), format!("{loaded:?}")] {
             assert!(!shown.contains(HASH), "{shown}");
         }

@@ -1,7 +1,7 @@
 //! The `passwd-file` passdb: users and stored passwords from a Dovecot passwd-file.
 //!
-//! The driver only finds entries (re-reading a changed file on the blocking pool); the chain
-//! verifies the stored password (`auth::chain`).
+//! The driver only finds entries (the file is read and re-read on the blocking pool, see
+//! `db::passwd_file`); the chain verifies the stored password (`auth::chain`).
 
 use std::sync::Arc;
 
@@ -36,7 +36,7 @@ impl PasswdFile {
         // A per-domain file that does not exist means an unknown domain.
         let missing_is_empty = self.path.uses(Var::Domain);
         match passwd_file::load(&self.files, path, &self.pool, missing_is_empty).await {
-            Ok(users) => Ok(users.get(&key).cloned()),
+            Ok(users) => Ok(users.get(&key)),
             Err(e) => Err(PassdbOutcome::InternalFailure(e)),
         }
     }

@@ -49,11 +49,13 @@ impl Userdb for PasswdFile {
     async fn lookup(&self, lookup: Lookup<'_>) -> UserdbOutcome {
         let path = std::path::PathBuf::from(expand_for_path(&self.path, lookup.user, lookup.info));
         let key = expand_for_user(&self.username_format, lookup.user, lookup.info);
-        let users = match self.users(path).await {
-            Ok(users) => users,
+        // The table is let go at once: a re-read file's old table is freed off the reactor
+        // only when no lookup holds it.
+        let entry = match self.users(path).await {
+            Ok(users) => users.get(&key),
             Err(e) => return UserdbOutcome::InternalFailure(e),
         };
-        let Some(entry) = users.get(&key) else {
+        let Some(entry) = entry else {
             return UserdbOutcome::NotFound;
         };
         let mut fields = Fields::new();
@@ -91,7 +93,7 @@ impl Userdb for PasswdFile {
         }
         let path = std::path::PathBuf::from(self.path.source());
         Some(match self.users(path).await {
-            Ok(u) => super::UserList::ready(u.names().to_vec()),
+            Ok(u) => super::UserList::ready(u.names()),
             Err(e) => super::UserList::Failed(Some(e)),
         })
     }
