@@ -251,6 +251,11 @@ struct Shared {
 }
 
 impl Shared {
+    /// Whether a request sent at `sent` was sent inside the measured window.
+    fn sent_in_window(&self, sent: Instant) -> bool {
+        sent >= self.measure_start && self.measure_end.is_none_or(|end| sent <= end)
+    }
+
     /// Whether a completion at `now` is counted; with --count, also claims one of the count.
     fn counts(&self, now: Instant) -> bool {
         if now < self.measure_start || self.measure_end.is_some_and(|end| now > end) {
@@ -588,6 +593,12 @@ async fn drive(conn: Conn, shared: Arc<Shared>, expect: Expect) -> anyhow::Resul
             freed.push(slot);
             stats.replies += 1;
             if !shared.counts(now) {
+                // A reply that straddles the end of the window (sent inside it, answered during
+                // the drain) is not counted in the rate, but its latency is: otherwise a server
+                // stall at the end of the window would never show in p99 or max.
+                if shared.sent_in_window(sent) && shared.measure_end.is_some_and(|end| now > end) {
+                    shared.latencies.record(u64::try_from(now.saturating_duration_since(sent).as_nanos()).unwrap_or(u64::MAX));
+                }
                 continue;
             }
             if ok {
