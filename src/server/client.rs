@@ -463,12 +463,13 @@ impl Connection {
                     self.send(&Reply::new("FAIL", id).code(FailCode::TempFail).field("reason", b"Too many requests in flight").finish());
                     return Ok(());
                 }
+                let (no_penalty, final_resp_ok) = (auth.params.no_penalty, auth.params.final_resp_ok);
                 let request = AuthRequest {
                     id,
                     mech,
-                    info: RequestInfo { disable_plaintext_auth: self.disable_plaintext_auth, ..RequestInfo::from_auth(&auth.params, mech.name(), self.cpid) },
-                    no_penalty: auth.params.no_penalty,
-                    final_resp_ok: auth.params.final_resp_ok,
+                    info: RequestInfo { disable_plaintext_auth: self.disable_plaintext_auth, ..RequestInfo::from_auth(auth.params, mech.name(), self.cpid) },
+                    no_penalty,
+                    final_resp_ok,
                     initial,
                     login: self.login_entry.clone(),
                     permit,
