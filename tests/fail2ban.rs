@@ -91,6 +91,9 @@ fn filter_matches_failures_and_cannot_be_fooled() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // By default (no `log.successes`) a success writes no line; failures always do.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(!logged.contains("auth succeeded") && !logged.contains("auth::ok"), "{logged}");
     // Requests run concurrently, so log order varies.
     let mut ips: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
     ips.sort();
@@ -108,7 +111,7 @@ fn forged_failure_lines_at_debug_level_are_not_counted() {
     std::fs::write(dir.path().join("users.passwd"), "alice:{PLAIN}pw\nnopw:\n").unwrap();
     std::fs::write(
         dir.path().join("saslgate.yaml"),
-        "listeners:\n  - { path: auth-client }\nlog:\n  level: debug\nauth:\n  mechanisms: [plain, anonymous]\n  failure_delay: 0s\n  penalty_max: 0s\n  username_chars: \"\"\npassdbs:\n  - { driver: passwd-file, path: users.passwd, scheme: PLAIN }\n",
+        "listeners:\n  - { path: auth-client }\nlog:\n  level: debug\n  successes: true\nauth:\n  mechanisms: [plain, anonymous]\n  failure_delay: 0s\n  penalty_max: 0s\n  username_chars: \"\"\npassdbs:\n  - { driver: passwd-file, path: users.passwd, scheme: PLAIN }\n",
     )
     .unwrap();
     let log = dir.path().join("saslgate.log");
@@ -164,6 +167,8 @@ fn forged_failure_lines_at_debug_level_are_not_counted() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    // With `log.successes` every success has its line, and the filter must skip them.
+    assert_eq!(logged.matches("INFO saslgate::auth::ok: auth succeeded").count(), 4, "{logged}");
     // The traces and names really are in the log (quoted): the test exercises them.
     assert!(logged.contains("DEBUG") && logged.matches("anonymous login").count() == 3, "{logged}");
     assert!(logged.contains("rip=203.0.113.9"), "{logged}");

@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -21,10 +23,16 @@ pub(crate) type Digest = [u8; 16];
 /// Entries by keyed hash, at most `capacity` of them. A std Mutex: every critical section is
 /// one map operation or a bounded sweep.
 pub(crate) struct KeyedTable<V> {
-    /// The HMAC key, random per table; never logged.
+    /// The HMAC key, random per table; never logged. Digests use `keyed`; tests check with it
+    /// that the key shows nowhere.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(super) secret: [u8; 32],
+    /// The HMAC state after the key (computed once: a digest then hashes only its fields).
+    keyed: Option<Hmac<Sha256>>,
     capacity: usize,
     entries: Mutex<HashMap<Digest, V>>,
+    /// `entries.len()`, written under the lock, so an empty table is known without taking it.
+    len: AtomicUsize,
 }
 
 impl<V> fmt::Debug for KeyedTable<V> {
@@ -36,14 +44,16 @@ impl<V> fmt::Debug for KeyedTable<V> {
 impl<V> KeyedTable<V> {
     /// An empty table with a fresh random key.
     pub(crate) fn new(capacity: usize) -> KeyedTable<V> {
-        KeyedTable { secret: rand::random(), capacity, entries: Mutex::new(HashMap::new()) }
+        let secret: [u8; 32] = rand::random();
+        // HMAC takes a key of any length, so `new_from_slice` never fails (invariant of the
+        // hmac crate); were it to, every key would share one entry rather than panic.
+        let keyed = Hmac::<Sha256>::new_from_slice(&secret).ok();
+        KeyedTable { secret, keyed, capacity, entries: Mutex::new(HashMap::new()), len: AtomicUsize::new(0) }
     }
 
     /// The digest of these fields (each length-prefixed, so the split between them counts).
     pub(crate) fn digest(&self, fields: &[&[u8]]) -> Digest {
-        // HMAC takes a key of any length, so `new_from_slice` never fails (invariant of the
-        // hmac crate); were it to, every key would share one entry rather than panic.
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.secret) else {
+        let Some(mut mac) = self.keyed.clone() else {
             return [0; 16];
         };
         for field in fields {
@@ -57,8 +67,14 @@ impl<V> KeyedTable<V> {
     }
 
     /// The entries, locked.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<Digest, V>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn lock(&self) -> Entries<'_, V> {
+        Entries { map: self.entries.lock().unwrap_or_else(|e| e.into_inner()), len: &self.len }
+    }
+
+    /// Whether the table holds nothing, without taking its lock (so a request from an address
+    /// that never failed costs no digest and no lock while nobody has failed).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len.load(Ordering::Acquire) == 0
     }
 
     /// Inserts or updates the entry of `digest` with `update`, first making room when the
@@ -88,6 +104,32 @@ impl<V> KeyedTable<V> {
     }
 }
 
+/// The locked entries of a [`KeyedTable`]; unlocking records their count.
+pub(crate) struct Entries<'a, V> {
+    map: MutexGuard<'a, HashMap<Digest, V>>,
+    len: &'a AtomicUsize,
+}
+
+impl<V> Deref for Entries<'_, V> {
+    type Target = HashMap<Digest, V>;
+    fn deref(&self) -> &Self::Target {
+        &self.map
+    }
+}
+
+impl<V> DerefMut for Entries<'_, V> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.map
+    }
+}
+
+impl<V> Drop for Entries<'_, V> {
+    fn drop(&mut self) {
+        // Still under the lock (the guard field drops after this).
+        self.len.store(self.map.len(), Ordering::Release);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -114,5 +156,18 @@ mod tests {
         let off: KeyedTable<Instant> = KeyedTable::new(0);
         off.upsert(off.digest(&[b"x"]), |_| true, |at| *at, |_| start);
         assert_eq!(off.len(), 0);
+        assert!(off.is_empty());
+        // The count readable without the lock follows every change.
+        let t: KeyedTable<Instant> = KeyedTable::new(10);
+        assert!(t.is_empty());
+        t.upsert(t.digest(&[b"x"]), |_| true, |at| *at, |_| start);
+        assert!(!t.is_empty());
+        t.lock().remove(&t.digest(&[b"x"]));
+        assert!(t.is_empty());
+        // The precomputed key state gives the plain HMAC of the fields.
+        let mut mac = Hmac::<Sha256>::new_from_slice(&t.secret).unwrap();
+        mac.update(&1u64.to_be_bytes());
+        mac.update(b"x");
+        assert_eq!(t.digest(&[b"x"])[..], mac.finalize().into_bytes()[..16]);
     }
 }

@@ -99,6 +99,10 @@ pub struct Authenticator {
     logins: login::Logins,
     /// What one request may send, and the requests in flight over the whole daemon.
     bounds: request::Bounds,
+    /// `log.successes`: log one line per successful login.
+    log_successes: bool,
+    /// The ASCII characters of `username_chars`, as a bitmap (bit `c` of the 128).
+    username_ascii: u128,
 }
 
 /// One pool of helper processes for each offered mechanism that needs one (winbind's
@@ -153,6 +157,8 @@ impl Authenticator {
             account_penalty: config.account_penalty.then(|| penalty::Penalty::new(config.penalty_max)),
             logins: login::Logins::new(request_timeout, config.limits.max_requests_per_connection),
             bounds: request::Bounds::new(&config.limits),
+            log_successes: config.log_successes,
+            username_ascii: config.auth.username_chars.as_deref().unwrap_or_default().chars().filter(char::is_ascii).fold(0, |m, c| m | 1u128 << (c as u32)),
         }
     }
 
@@ -246,7 +252,9 @@ impl Authenticator {
             name = name.chars().map(|c| s.username_translation.iter().find(|(from, _)| *from == c).map_or(c, |(_, to)| *to)).collect();
         }
         if let Some(allowed) = &s.username_chars {
-            if let Some(bad) = name.chars().find(|c| !allowed.contains(*c)) {
+            let ascii = self.username_ascii;
+            let allows = |c: char| if c.is_ascii() { ascii & (1u128 << (c as u32)) != 0 } else { allowed.contains(c) };
+            if let Some(bad) = name.chars().find(|c| !allows(*c)) {
                 tracing::info!(user = ?sanitize(given.as_bytes(), 64), "user name refused: character {bad:?} is not in username_chars");
                 return None;
             }

@@ -55,6 +55,9 @@ impl Penalty {
 
     /// How long a new request with this key must wait now.
     pub fn delay(&self, key: &str, now: Instant) -> Duration {
+        if self.table.is_empty() {
+            return Duration::ZERO;
+        }
         let digest = self.digest(key);
         let Some(e) = self.table.lock().get(&digest).copied() else {
             return Duration::ZERO;
@@ -83,6 +86,9 @@ impl Penalty {
 
     /// Clears the key after a success.
     pub fn succeeded(&self, key: &str) {
+        if self.table.is_empty() {
+            return;
+        }
         let digest = self.digest(key);
         self.table.lock().remove(&digest);
     }
@@ -92,9 +98,9 @@ impl Penalty {
         self.table.len()
     }
 
-    /// Whether nothing is remembered.
+    /// Whether nothing is remembered (without taking the table's lock).
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.table.is_empty()
     }
 }
 

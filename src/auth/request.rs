@@ -17,8 +17,11 @@
 //! sees them. A request that ends without an answer (CANCEL, a closed connection, the request
 //! timeout) logs one `auth abandoned` line, which the shipped fail2ban filter does not count.
 
+use std::future::Future as _;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -234,8 +237,17 @@ impl Authenticator {
     /// `auth abandoned` line is logged.
     pub async fn authenticate(&self, req: AuthRequest, conv: &mut dyn Conversation) -> Option<Answer> {
         let watch = Watch::new(&req);
-        let run = Running { auth: self, req, last_input: Instant::now(), watch: &watch, password: None };
-        let result = tokio::time::timeout(self.request_timeout, run.run(conv)).await;
+        let start = Instant::now();
+        let run = Running { auth: self, req, last_input: start, watch: &watch, password: None };
+        let result = {
+            let mut run = std::pin::pin!(run.run(conv));
+            // Polled once without a timer: a request whose answer is ready at once (a cheap
+            // scheme, no penalty) needs none. The timeout counts from the start either way.
+            match std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await {
+                Poll::Ready(answer) => Ok(answer),
+                Poll::Pending => tokio::time::timeout_at((start + self.request_timeout).into(), run).await,
+            }
+        };
         match result {
             Ok(Some(answer)) => {
                 watch.answered();
@@ -266,8 +278,8 @@ fn busy_answer() -> Answer {
 /// auth abandoned`), so the fail2ban filter, which counts `auth failed`, does not count it.
 struct Watch {
     id: u32,
-    /// The remote IP for log lines (`-` without one).
-    rip: String,
+    /// The remote IP for log lines (see [`RipText`]).
+    rip: Option<IpAddr>,
     mech: &'static str,
     /// `service=`, sanitized for log lines.
     service: String,
@@ -282,7 +294,7 @@ impl Watch {
     fn new(req: &AuthRequest) -> Watch {
         Watch {
             id: req.id,
-            rip: req.info.rip.map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
+            rip: req.info.rip,
             mech: req.mech.name(),
             service: sanitize(req.info.service.as_bytes(), 32),
             user: Mutex::new(None),
@@ -312,7 +324,7 @@ impl Watch {
         let user = self.user.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default();
         tracing::info!(
             target: "saslgate::auth::abandoned",
-            rip = %self.rip,
+            rip = %RipText(self.rip),
             user = ?user,
             mech = %self.mech,
             service = ?self.service,
@@ -336,7 +348,7 @@ impl Drop for Watch {
 #[allow(clippy::result_large_err)]
 impl Running<'_> {
     async fn run(mut self, conv: &mut dyn Conversation) -> Option<Answer> {
-        if !self.req.no_penalty {
+        if !self.req.no_penalty && !self.auth.ip_penalty.is_empty() {
             let wait = self.auth.ip_penalty.delay(&penalty::ip_key(self.req.info.rip), Instant::now());
             if !wait.is_zero() {
                 tracing::debug!(id = self.req.id, rip = %self.rip_text(), ?wait, "penalty delay");
@@ -368,21 +380,26 @@ impl Running<'_> {
     fn succeed(&self, user: String, original_user: Option<String>, fields: Fields, final_resp: Option<Vec<u8>>) -> Answer {
         let auth = self.auth;
         self.watch.decided();
-        if !self.req.no_penalty {
+        // An empty table has nothing to clear (and the key is not even formatted).
+        if !self.req.no_penalty && !auth.ip_penalty.is_empty() {
             auth.ip_penalty.succeeded(&penalty::ip_key(self.req.info.rip));
         }
         if let Some(p) = &auth.account_penalty {
             p.succeeded(&user);
         }
-        tracing::info!(
-            target: "saslgate::auth::ok",
-            rip = %self.rip_text(),
-            user = ?sanitize(user.as_bytes(), 128),
-            mech = %self.req.mech.name(),
-            service = ?self.watch.service,
-            id = self.req.id,
-            "auth succeeded"
-        );
+        // Off by default (`log.successes`), as Dovecot's `auth_verbose = no`; checked before
+        // anything is formatted.
+        if auth.log_successes {
+            tracing::info!(
+                target: "saslgate::auth::ok",
+                rip = %self.rip_text(),
+                user = ?sanitize(user.as_bytes(), 128),
+                mech = %self.req.mech.name(),
+                service = ?self.watch.service,
+                id = self.req.id,
+                "auth succeeded"
+            );
+        }
         // Dovecot's order (`auth_str_append_extra_fields`): the passdb's fields, then the
         // generated `original_user`, `auth_user`, and for a proxy on a login socket `pass` and
         // `master`, each unless the passdb gave it. `userdb_*` fields are for a `prefetch`
@@ -449,11 +466,18 @@ impl Running<'_> {
         self.decode(&text, false)
     }
 
+    /// The mechanism exchange, with the request's info lent out for its length (not copied).
     async fn exchange(&mut self, conv: &mut dyn Conversation) -> End {
+        let info = std::mem::take(&mut self.req.info);
+        let end = self.exchange_with(&info, conv).await;
+        self.req.info = info;
+        end
+    }
+
+    async fn exchange_with(&mut self, info: &RequestInfo, conv: &mut dyn Conversation) -> End {
         let auth = self.auth;
-        let info = self.req.info.clone();
         let mech_info = self.req.mech.0;
-        if let Some(reason) = auth.precheck(&info, mech_info.flags.contains(&"plaintext")) {
+        if let Some(reason) = auth.precheck(info, mech_info.flags.contains(&"plaintext")) {
             return End::Immediate(None, reason);
         }
         let mut mech = mech_info.start(&auth.mech_context);
@@ -479,12 +503,12 @@ impl Running<'_> {
                 },
                 Step::VerifyPlain(creds) => {
                     self.watch.set_user(&creds.authcid);
-                    if let Some(end) = self.too_long(&creds.authcid, creds.authzid.as_deref(), creds.password.expose().len(), &info) {
+                    if let Some(end) = self.too_long(&creds.authcid, creds.authzid.as_deref(), creds.password.expose().len(), info) {
                         return end;
                     }
-                    self.account_wait(&creds.authcid).await;
+                    self.account_wait(&creds.authcid, info).await;
                     // Boxed, here and below: a request waiting for the client stays small in memory.
-                    let outcome = Box::pin(auth.verify_plain(&info, &creds)).await;
+                    let outcome = Box::pin(auth.verify_plain(info, &creds)).await;
                     // A proxy answer on a login socket carries the client's password (see
                     // `succeed`).
                     if matches!(outcome, AuthOutcome::Success { .. }) && self.req.login.is_some() {
@@ -496,14 +520,14 @@ impl Running<'_> {
                     tracing::debug!(id = self.req.id, trace = ?sanitize(trace.as_bytes(), 256), "anonymous login");
                     return End::Done(auth.anonymous(), None);
                 }
-                Step::External { authzid } => return End::Done(Box::pin(auth.external(&info, authzid.as_deref())).await, None),
+                Step::External { authzid } => return End::Done(Box::pin(auth.external(info, authzid.as_deref())).await, None),
                 Step::LookupCredentials(req) => {
                     self.watch.set_user(&req.authcid);
-                    if let Some(end) = self.too_long(&req.authcid, req.authzid.as_deref(), 0, &info) {
+                    if let Some(end) = self.too_long(&req.authcid, req.authzid.as_deref(), 0, info) {
                         return end;
                     }
-                    self.account_wait(&req.authcid).await;
-                    match Box::pin(auth.lookup_credentials(&info, &req)).await {
+                    self.account_wait(&req.authcid, info).await;
+                    match Box::pin(auth.lookup_credentials(info, &req)).await {
                         CredentialsOutcome::Found { user, original_user, fields, credential } => {
                             found = Some((user, original_user, fields));
                             mech.credentials(credential.expose())
@@ -539,7 +563,7 @@ impl Running<'_> {
                     }
                 }
                 Step::Authenticated { user, final_data } => {
-                    let outcome = auth.authenticated(&info, &user);
+                    let outcome = auth.authenticated(info, &user);
                     if let AuthOutcome::Failure(_) = outcome {
                         return End::Done(outcome, None);
                     }
@@ -648,9 +672,9 @@ impl Running<'_> {
 
     /// With `account_penalty`, an account with recent failures waits before its password is
     /// checked, whatever address the attempt comes from.
-    async fn account_wait(&self, given: &str) {
+    async fn account_wait(&self, given: &str, info: &RequestInfo) {
         let Some(p) = &self.auth.account_penalty else { return };
-        let Some(user) = self.auth.translate_user(given, &self.req.info) else { return };
+        let Some(user) = self.auth.translate_user(given, info) else { return };
         let wait = p.delay(&user, Instant::now());
         if !wait.is_zero() {
             tracing::debug!(id = self.req.id, ?wait, "account penalty delay");
@@ -658,9 +682,9 @@ impl Running<'_> {
         }
     }
 
-    /// The remote IP as log lines show it (`-` without one), formatted once per request.
-    fn rip_text(&self) -> &str {
-        &self.watch.rip
+    /// The remote IP as log lines show it (`-` without one), formatted only when a line is.
+    fn rip_text(&self) -> RipText {
+        RipText(self.watch.rip)
     }
 
     /// The failure log line, written at the moment of failure (before the failure delay), so
@@ -678,6 +702,18 @@ impl Running<'_> {
             reason = ?reason,
             "auth failed"
         );
+    }
+}
+
+/// A remote IP in a log line: the address, or `-` without one.
+struct RipText(Option<IpAddr>);
+
+impl std::fmt::Display for RipText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("-"),
+        }
     }
 }
 

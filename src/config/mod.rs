@@ -372,6 +372,9 @@ pub struct Config {
     pub pool: PoolConfig,
     /// Default log filter (`info`, `debug`, or a tracing filter).
     pub log_level: String,
+    /// `log.successes`: one `auth succeeded` line per successful login (default off, as
+    /// Dovecot's `auth_verbose = no`). Failures are always logged.
+    pub log_successes: bool,
     /// Password databases, in chain order.
     pub passdbs: Vec<PassdbConfig>,
     /// User databases, in chain order.
@@ -769,6 +772,7 @@ impl Validator<'_> {
             pool,
             winbind,
             log_level,
+            log_successes: raw.log.successes.unwrap_or(false),
             passdbs,
             userdbs,
             // Last: every validation step above has run and added its warnings.

@@ -135,6 +135,7 @@ pub(crate) struct Pool {
 #[serde(deny_unknown_fields)]
 pub(crate) struct Log {
     pub(crate) level: Option<String>,
+    pub(crate) successes: Option<bool>,
 }
 
 /// A passdb or userdb block. Every driver's keys are here; which ones a driver takes is checked

@@ -14,12 +14,20 @@ pub struct InvalidBase64;
 
 /// Decodes SASL data. `=` alone decodes to nothing.
 pub fn decode(text: &[u8]) -> Result<Vec<u8>, InvalidBase64> {
-    let compact: Vec<u8> = text.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+    // Whitespace is dropped first; text without any (the usual case) is decoded as it is.
+    if text.iter().any(u8::is_ascii_whitespace) {
+        let compact: Vec<u8> = text.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+        return decode_compact(&compact);
+    }
+    decode_compact(text)
+}
+
+fn decode_compact(compact: &[u8]) -> Result<Vec<u8>, InvalidBase64> {
     if compact == b"=" {
         return Ok(Vec::new());
     }
     // The standard engine requires canonical padding and rejects trailing data after it.
-    STANDARD.decode(&compact).map_err(|_| InvalidBase64)
+    STANDARD.decode(compact).map_err(|_| InvalidBase64)
 }
 
 /// Encodes bytes for a CONT challenge or a `resp=` field.
@@ -37,6 +45,7 @@ mod tests {
         assert_eq!(decode(b"YWxp Y2U=").as_deref(), Ok(&b"alice"[..]));
         assert_eq!(decode(b"YWxp\r\nY2U=").as_deref(), Ok(&b"alice"[..]));
         assert_eq!(decode(b"=").as_deref(), Ok(&b""[..]));
+        assert_eq!(decode(b" =\n").as_deref(), Ok(&b""[..]));
         assert_eq!(decode(b"").as_deref(), Ok(&b""[..]));
         assert_eq!(decode(b"AGFsaWNlAHNlY3JldA==").as_deref(), Ok(&b"\0alice\0secret"[..]));
         for bad in [&b"YWxpY2U"[..], b"YWxpY2U=YWxp", b"==", b"Y", b"YW=x", b"YWxpY2U==", b"*"] {

@@ -195,7 +195,8 @@ fn parse_id(field: &[u8]) -> Option<RequestId> {
 }
 
 fn text(field: &[u8]) -> String {
-    String::from_utf8_lossy(&unescape(field)).into_owned()
+    // Valid UTF-8 (the usual case) keeps the unescaped buffer: one allocation.
+    String::from_utf8(unescape(field)).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 fn parse_auth(rest: &[u8]) -> Result<AuthCommand, ProtocolError> {

@@ -104,6 +104,12 @@ impl ProtocolError {
 /// Makes untrusted text safe for a log line: control bytes become `?`, invalid UTF-8 is replaced,
 /// and the result is cut to `max` characters (with `...` appended when cut).
 pub fn sanitize(bytes: &[u8], max: usize) -> String {
+    // Printable ASCII within the limit (the usual name or service) is kept as it is.
+    if bytes.len() <= max && bytes.iter().all(|b| b.is_ascii() && !b.is_ascii_control()) {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            return text.to_owned();
+        }
+    }
     let text = String::from_utf8_lossy(bytes);
     let mut out = String::with_capacity(text.len().min(max + 3));
     for (n, c) in text.chars().enumerate() {
@@ -174,5 +180,10 @@ mod tests {
         assert_eq!(sanitize(b"a\tb\x01c", 10), "a?b?c");
         assert_eq!(sanitize(b"abcdef", 3), "abc...");
         assert_eq!(sanitize(b"\xff", 3), "\u{fffd}");
+        // The printable-ASCII shortcut keeps the same rules.
+        assert_eq!(sanitize(b"abc", 3), "abc");
+        assert_eq!(sanitize(b"a\x7fb", 3), "a?b");
+        assert_eq!(sanitize("\u{e9}t\u{e9}".as_bytes(), 3), "\u{e9}t\u{e9}");
+        assert_eq!(sanitize("\u{e9}t\u{e9}s".as_bytes(), 3), "\u{e9}t\u{e9}...");
     }
 }

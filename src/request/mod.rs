@@ -109,21 +109,21 @@ pub struct RequestInfo {
 }
 
 impl RequestInfo {
-    /// From the parameters of an AUTH line.
-    pub fn from_auth(params: &AuthParams, mech: &'static str, client_pid: Option<u32>) -> RequestInfo {
+    /// From the parameters of an AUTH line (taken, so their texts are not copied).
+    pub fn from_auth(params: AuthParams, mech: &'static str, client_pid: Option<u32>) -> RequestInfo {
         RequestInfo {
-            service: params.service.clone(),
+            service: params.service,
             mech: Some(mech),
             lip: params.lip,
             rip: params.rip,
             real_rip: params.real_rip,
             lport: params.lport,
             rport: params.rport,
-            session: params.session.clone(),
+            session: params.session,
             client_pid,
             secured: params.secured,
             valid_client_cert: params.valid_client_cert,
-            cert_username: params.cert_username.clone().filter(|u| params.valid_client_cert && !u.is_empty()),
+            cert_username: params.cert_username.filter(|u| params.valid_client_cert && !u.is_empty()),
             debug: params.debug,
             disable_plaintext_auth: None,
             password: None,

@@ -140,7 +140,18 @@ impl Modifier {
 
     fn apply(self, value: String) -> String {
         match self {
+            // ASCII (the usual name) in place; otherwise Unicode's full mapping.
+            Modifier::Lower if value.is_ascii() => {
+                let mut value = value;
+                value.make_ascii_lowercase();
+                value
+            }
             Modifier::Lower => value.to_lowercase(),
+            Modifier::Upper if value.is_ascii() => {
+                let mut value = value;
+                value.make_ascii_uppercase();
+                value
+            }
             Modifier::Upper => value.to_uppercase(),
             Modifier::Escape => value.replace('\\', "\\\\").replace('"', "\\\""),
             Modifier::Hex => value.parse::<u64>().map(|n| format!("{n:x}")).unwrap_or_default(),
@@ -361,26 +372,33 @@ impl Template {
     /// through `escape`: an LDAP filter escapes `*()\` and NUL there, so a modifier or slice can
     /// never cut an escape sequence apart.
     pub fn expand_escaped(&self, lookup: impl Fn(Var) -> String, escape: impl Fn(String) -> String) -> String {
+        // One variable and nothing else (`%Lu`, the default `username_format`): its value is
+        // the result, without a copy.
+        if let [Piece::Var(var, slice, mods)] = self.pieces.as_slice() {
+            return escape(Self::value(*var, *slice, mods, &lookup));
+        }
         let mut out = String::new();
         for piece in &self.pieces {
             match piece {
                 Piece::Text(t) => out.push_str(t),
-                Piece::Var(var, slice, mods) => {
-                    // As Dovecot: modifiers first, then the slice; the first `H`/`N` consumes
-                    // the slice as its modulus and padding instead.
-                    let mut value = lookup(*var);
-                    let mut slice = *slice;
-                    for m in mods {
-                        value = if m.is_hash() { m.hash(&value, slice.take()) } else { m.apply(value) };
-                    }
-                    if let Some(slice) = slice {
-                        value = slice.apply(&value);
-                    }
-                    out.push_str(&escape(value));
-                }
+                Piece::Var(var, slice, mods) => out.push_str(&escape(Self::value(*var, *slice, mods, &lookup))),
             }
         }
         out
+    }
+
+    /// One variable's value: as Dovecot, modifiers first, then the slice; the first `H`/`N`
+    /// consumes the slice as its modulus and padding instead.
+    fn value(var: Var, slice: Option<Slice>, mods: &[Modifier], lookup: &impl Fn(Var) -> String) -> String {
+        let mut value = lookup(var);
+        let mut slice = slice;
+        for m in mods {
+            value = if m.is_hash() { m.hash(&value, slice.take()) } else { m.apply(value) };
+        }
+        if let Some(slice) = slice {
+            value = slice.apply(&value);
+        }
+        value
     }
 
     /// The template as written in the config.

@@ -1,9 +1,10 @@
 //! The I/O layer: sockets, connections, privilege drop.
 //!
 //! [`run`] takes listeners that are already bound (so tests bind temp sockets and run the server
-//! in their own process) and a shutdown future. Each accepted connection becomes one task; each
-//! AUTH on a client connection becomes one task of its own, so many requests run at once on one
-//! connection and finish in any order. What a request does between its AUTH line and its final
+//! in their own process) and a shutdown future. Each accepted connection becomes one task. An
+//! AUTH on a client connection is answered on that task when its answer is ready at once, and
+//! otherwise becomes a task of its own, so many requests run at once on one connection and
+//! finish in any order. What a request does between its AUTH line and its final
 //! reply (mechanism, databases, failure delay, penalties) is the request layer's (`auth`): this
 //! layer parses lines, hands requests over, carries CONT exchanges and writes the answers.
 
@@ -14,7 +15,7 @@ mod master;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +46,8 @@ pub struct Shared {
     cuid: AtomicU32,
     /// True once the daemon stops: connections finish what is in flight, then close.
     drain: watch::Sender<bool>,
+    /// The value of `drain`, read on every request without touching the channel's lock.
+    stopping: AtomicBool,
 }
 
 impl Shared {
@@ -59,12 +62,13 @@ impl Shared {
             shutdown_timeout: config.limits.shutdown_timeout,
             cuid: AtomicU32::new(1),
             drain: watch::Sender::new(false),
+            stopping: AtomicBool::new(false),
         }
     }
 
     /// Whether the daemon is stopping (no new requests; connections close once idle).
     pub fn draining(&self) -> bool {
-        *self.drain.borrow()
+        self.stopping.load(Ordering::Acquire)
     }
 
     /// A receiver that changes when the daemon starts draining.
@@ -120,6 +124,7 @@ pub async fn run(listeners: Vec<(UnixListener, ListenerConfig)>, shared: Arc<Sha
     for t in &tasks {
         t.abort();
     }
+    shared.stopping.store(true, Ordering::Release);
     shared.drain.send_replace(true);
     let drained = async {
         for (slots, budget) in &budgets {
