@@ -17,6 +17,8 @@
 //! BSDi `_`, `$1$`, `$2a$/$2b$/$2y$`, `$5$`, `$6$`, `$sha1$`, `$y$`, `$7$` and `$gy$`.
 
 mod argon;
+mod bcrypt;
+mod blowfish_tables;
 mod cram;
 mod crypt;
 mod crypt_b64;
