@@ -74,29 +74,22 @@ impl Pool {
     }
 
     /// [`Pool::new`] with the workers at `priority`. Each thread sets its own priority before it
-    /// takes its first job; if the kernel refuses, the pool is not started.
+    /// takes its first job; if the kernel refuses, it logs a warning and runs at the inherited one.
     pub fn with_priority(threads: usize, queue: usize, priority: Priority) -> std::io::Result<Pool> {
         let threads = if threads == 0 { thread::available_parallelism().map(usize::from).unwrap_or(2) } else { threads };
         let (tx, rx) = sync_channel::<Job>(queue.max(1));
         // A std Mutex around the receiver: workers hold it only while taking the next job.
         let rx = Arc::new(Mutex::new(rx));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
         for n in 0..threads {
             let rx = Arc::clone(&rx);
-            let ready_tx = ready_tx.clone();
             thread::Builder::new().name(format!("saslgate-pool-{n}")).spawn(move || {
-                let set = os::set_current_thread_priority(priority);
-                let ok = set.is_ok();
-                let _ = ready_tx.send(set);
-                if ok {
-                    worker(&rx);
+                // Before the first job. A refusal (a seccomp filter, say) costs latency under
+                // load, not logins: the thread works on at the inherited priority.
+                if let Err(e) = os::set_current_thread_priority(priority) {
+                    tracing::warn!("cannot lower the CPU priority of hashing thread {n} to {priority:?}: {e}");
                 }
+                worker(&rx);
             })?;
-        }
-        drop(ready_tx);
-        for _ in 0..threads {
-            // A thread that died before reporting closes the channel: treat as a failure.
-            ready_rx.recv().map_err(|_| std::io::Error::other("a pool thread exited at start"))??;
         }
         Ok(Pool { tx, threads })
     }
@@ -159,11 +152,13 @@ mod os {
             Scheduling::Batch => libc::SCHED_BATCH,
             Scheduling::Idle => libc::SCHED_IDLE,
         };
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: `param` is a valid, initialised sched_param that outlives the call; pid 0 is
-        // the calling thread; the kernel only reads the struct.
-        if unsafe { libc::sched_setscheduler(0, policy, &param) } != 0 {
-            return Err(std::io::Error::last_os_error());
+        if priority.scheduling != Scheduling::Normal {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: `param` is a valid, initialised sched_param that outlives the call; pid 0
+            // is the calling thread; the kernel only reads the struct.
+            if unsafe { libc::sched_setscheduler(0, policy, &param) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
         }
         if priority.scheduling != Scheduling::Idle {
             // SAFETY: plain integer arguments; with PRIO_PROCESS and 0, Linux changes the
