@@ -48,4 +48,18 @@ fn main() {
         let per = start.elapsed().as_secs_f64() / n as f64;
         println!("| {} | {:.0} | {:.1} |", scheme.as_str(), 1.0 / per, per * 1e6);
     }
+    // Reference: the `bcrypt` crate our own EksBlowfish replaced (a dev-dependency now), at
+    // BLF-CRYPT's default cost 5, to show the per-core gain in the same run.
+    if filter.is_empty() || filter.iter().any(|f| f.eq_ignore_ascii_case("bcrypt-crate")) {
+        if let Ok(hash) = bcrypt::hash(b"correct horse", 5) {
+            let start = Instant::now();
+            let mut n: u64 = 0;
+            while start.elapsed() < budget || n < 1 {
+                std::hint::black_box(bcrypt::verify(std::hint::black_box(b"correct horse"), &hash).ok());
+                n += 1;
+            }
+            let per = start.elapsed().as_secs_f64() / n as f64;
+            println!("| (bcrypt crate, cost 5) | {:.0} | {:.1} |", 1.0 / per, per * 1e6);
+        }
+    }
 }

@@ -7,6 +7,10 @@
 //! queue is full, new work is refused at once (a temporary failure) instead of piling up
 //! without bound.
 //!
+//! Its threads run at a lower CPU priority than the reactor (`pool.nice`, `pool.scheduling`):
+//! when a cheap login wakes a reactor thread while every core is hashing, the kernel runs the
+//! reactor at once instead of letting the hashing thread finish its time slice.
+//!
 //! A job whose waiter is gone by the time a worker takes it (the request was cancelled, timed
 //! out, or its connection closed) is dropped unrun: a client that queues expensive logins and
 //! leaves costs no hashing. A job already running finishes; its value is discarded.
@@ -34,6 +38,27 @@ pub enum PoolError {
     Closed,
 }
 
+/// The Linux scheduling policy of the pool's threads (see `sched(7)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scheduling {
+    /// `SCHED_OTHER`, weighted by the nice value.
+    #[default]
+    Normal,
+    /// `SCHED_BATCH`: like `SCHED_OTHER` with the nice value, but never preempts on wakeup.
+    Batch,
+    /// `SCHED_IDLE`: runs only on CPU time nobody else wants (the nice value is ignored).
+    Idle,
+}
+
+/// The CPU priority of the pool's threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Priority {
+    /// Nice value, 0 (the reactor's) to 19 (the lowest).
+    pub nice: u8,
+    /// Scheduling policy.
+    pub scheduling: Scheduling,
+}
+
 /// A fixed set of worker threads fed through a bounded queue.
 #[derive(Clone, Debug)]
 pub struct Pool {
@@ -42,15 +67,29 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts `threads` workers (0 means one per core) with room for `queue` waiting jobs.
+    /// Starts `threads` workers (0 means one per core) with room for `queue` waiting jobs, at
+    /// the reactor's own priority.
     pub fn new(threads: usize, queue: usize) -> std::io::Result<Pool> {
+        Pool::with_priority(threads, queue, Priority::default())
+    }
+
+    /// [`Pool::new`] with the workers at `priority`. Each thread sets its own priority before it
+    /// takes its first job; if the kernel refuses, it logs a warning and runs at the inherited one.
+    pub fn with_priority(threads: usize, queue: usize, priority: Priority) -> std::io::Result<Pool> {
         let threads = if threads == 0 { thread::available_parallelism().map(usize::from).unwrap_or(2) } else { threads };
         let (tx, rx) = sync_channel::<Job>(queue.max(1));
         // A std Mutex around the receiver: workers hold it only while taking the next job.
         let rx = Arc::new(Mutex::new(rx));
         for n in 0..threads {
             let rx = Arc::clone(&rx);
-            thread::Builder::new().name(format!("saslgate-pool-{n}")).spawn(move || worker(&rx))?;
+            thread::Builder::new().name(format!("saslgate-pool-{n}")).spawn(move || {
+                // Before the first job. A refusal (a seccomp filter, say) costs latency under
+                // load, not logins: the thread works on at the inherited priority.
+                if let Err(e) = os::set_current_thread_priority(priority) {
+                    tracing::warn!("cannot lower the CPU priority of hashing thread {n} to {priority:?}: {e}");
+                }
+                worker(&rx);
+            })?;
         }
         Ok(Pool { tx, threads })
     }
@@ -95,6 +134,40 @@ fn worker(rx: &Mutex<Receiver<Job>>) {
             Ok(job) => job(),
             Err(_) => return, // every sender is gone
         }
+    }
+}
+
+/// The one place the pool calls libc: `setpriority(2)` and `sched_setscheduler(2)` on the calling
+/// thread (Linux applies both per thread when given 0). Neither `nix` nor std exposes them.
+#[allow(unsafe_code)]
+mod os {
+    use super::{Priority, Scheduling};
+
+    pub(super) fn set_current_thread_priority(priority: Priority) -> std::io::Result<()> {
+        if priority == Priority::default() {
+            return Ok(()); // inherit the process's (usually nice 0, SCHED_OTHER): no call
+        }
+        let policy = match priority.scheduling {
+            Scheduling::Normal => libc::SCHED_OTHER,
+            Scheduling::Batch => libc::SCHED_BATCH,
+            Scheduling::Idle => libc::SCHED_IDLE,
+        };
+        if priority.scheduling != Scheduling::Normal {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: `param` is a valid, initialised sched_param that outlives the call; pid 0
+            // is the calling thread; the kernel only reads the struct.
+            if unsafe { libc::sched_setscheduler(0, policy, &param) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        if priority.scheduling != Scheduling::Idle {
+            // SAFETY: plain integer arguments; with PRIO_PROCESS and 0, Linux changes the
+            // calling thread only. Raising one's own nice value needs no privilege.
+            if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, libc::c_int::from(priority.nice)) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
     }
 }
 
@@ -163,5 +236,38 @@ mod tests {
         // A job queued after them runs, so the worker has passed the abandoned ones.
         assert_eq!(pool.run(|| 7).await, Ok(7));
         assert_eq!(ran.load(Ordering::SeqCst), 0, "abandoned jobs ran");
+    }
+
+    /// The nice value (field 19) and policy (field 41) of one of this process's threads, from
+    /// /proc/self/task/TID/stat (fields counted after the `(comm)` one, which may hold spaces).
+    fn nice_and_policy(tid: i32) -> (i64, u32) {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        (fields[19 - 3].parse().unwrap(), fields[41 - 3].parse().unwrap())
+    }
+
+    #[tokio::test]
+    async fn pool_threads_run_at_the_configured_priority() {
+        let me = nix::unistd::gettid().as_raw();
+        let mine = nice_and_policy(me);
+        let cases = [
+            (Priority { nice: 7, scheduling: Scheduling::Normal }, (7, 0)),
+            (Priority { nice: 19, scheduling: Scheduling::Batch }, (19, 3)),
+            (Priority { nice: 0, scheduling: Scheduling::Idle }, (0, 5)),
+        ];
+        for (priority, want) in cases {
+            let pool = Pool::with_priority(2, 8, priority).unwrap();
+            for _ in 0..4 {
+                let tid = pool.run(|| nix::unistd::gettid().as_raw()).await.unwrap();
+                assert_ne!(tid, me);
+                assert_eq!(nice_and_policy(tid), want, "{priority:?}");
+            }
+        }
+        // The default pool leaves its threads at the process's priority; the caller is unchanged.
+        let pool = Pool::new(1, 8).unwrap();
+        let tid = pool.run(|| nix::unistd::gettid().as_raw()).await.unwrap();
+        assert_eq!(nice_and_policy(tid), mine);
+        assert_eq!(nice_and_policy(me), mine);
     }
 }

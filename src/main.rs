@@ -171,7 +171,8 @@ fn run_daemon(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     // 2. Drop privileges before a single client byte is read.
     listener::drop_privileges(config.user.as_deref(), config.group.as_deref(), &config.extra_groups)?;
     // 3. Start the blocking pool and the runtime.
-    let pool = saslgate::blocking::Pool::new(config.pool.threads, config.pool.queue).context("cannot start the blocking pool")?;
+    let pool =
+        saslgate::blocking::Pool::with_priority(config.pool.threads, config.pool.queue, config.pool.priority).context("cannot start the blocking pool")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let auth = Arc::new(saslgate::auth::Authenticator::from_config(&config, &pool));

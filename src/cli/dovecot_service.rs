@@ -175,7 +175,8 @@ fn run(config_path: Option<PathBuf>, handover: inherited::Handover) -> anyhow::R
         None => restrict_from_env()?,
     };
     listener::drop_privileges(user.as_deref(), group.as_deref(), &config.extra_groups)?;
-    let pool = saslgate::blocking::Pool::new(config.pool.threads, config.pool.queue).context("cannot start the blocking pool")?;
+    let pool =
+        saslgate::blocking::Pool::with_priority(config.pool.threads, config.pool.queue, config.pool.priority).context("cannot start the blocking pool")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(4)

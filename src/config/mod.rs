@@ -336,7 +336,12 @@ pub struct PoolConfig {
     pub threads: usize,
     /// Jobs that may wait; beyond, new expensive work fails at once (temporary failure).
     pub queue: usize,
+    /// The workers' CPU priority below the reactor's (`pool.nice`, `pool.scheduling`).
+    pub priority: crate::blocking::Priority,
 }
+
+/// Default `pool.nice`: the hashing threads yield the CPU to the reactor (cheap logins) at once.
+pub const DEFAULT_POOL_NICE: u8 = 10;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -720,6 +725,25 @@ impl Validator<'_> {
         let pool = PoolConfig {
             threads: raw.pool.threads.unwrap_or(0),
             queue: positive(raw.pool.queue, 4096).map_err(|m| self.err(&[key("pool"), key("queue")], m))?,
+            priority: crate::blocking::Priority {
+                nice: match raw.pool.nice {
+                    None => DEFAULT_POOL_NICE,
+                    Some(n) => u8::try_from(n).ok().filter(|n| *n <= 19).ok_or_else(|| {
+                        self.err(
+                            &[key("pool"), key("nice")],
+                            format!("{n} is not a nice value for the hashing threads; use 0 (the reactor's) to 19 (the lowest)"),
+                        )
+                    })?,
+                },
+                scheduling: match raw.pool.scheduling.as_deref() {
+                    None | Some("normal") => crate::blocking::Scheduling::Normal,
+                    Some("batch") => crate::blocking::Scheduling::Batch,
+                    Some("idle") => crate::blocking::Scheduling::Idle,
+                    Some(other) => {
+                        return Err(self.err(&[key("pool"), key("scheduling")], format!("`{other}` is not a scheduling policy; use normal, batch or idle")))
+                    }
+                },
+            },
         };
         let log_level = raw.log.level.unwrap_or_else(|| "info".to_owned());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {

@@ -129,6 +129,8 @@ pub(crate) struct Limits {
 pub(crate) struct Pool {
     pub(crate) threads: Option<usize>,
     pub(crate) queue: Option<usize>,
+    pub(crate) nice: Option<i64>,
+    pub(crate) scheduling: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -307,3 +307,28 @@ fn system_user_drivers_settings_and_errors() {
         assert!(e.contains(&format!("test.yaml:{line}")) && e.contains(setting) && e.contains(hint), "{text}\n=> {e}");
     }
 }
+
+#[test]
+fn pool_priority_settings_and_errors() {
+    use crate::blocking::{Priority, Scheduling};
+    let base = "listeners:\n  - { path: a }\npassdbs:\n  - { driver: passwd-file, path: users.passwd }\npool:\n";
+    let c = load_text(base).unwrap();
+    assert_eq!(c.pool.priority, Priority { nice: DEFAULT_POOL_NICE, scheduling: Scheduling::Normal });
+    for (set, want) in [
+        ("  nice: 0\n", Priority { nice: 0, scheduling: Scheduling::Normal }),
+        ("  nice: 19\n  scheduling: batch\n", Priority { nice: 19, scheduling: Scheduling::Batch }),
+        ("  scheduling: idle\n", Priority { nice: DEFAULT_POOL_NICE, scheduling: Scheduling::Idle }),
+        ("  scheduling: normal\n", Priority { nice: DEFAULT_POOL_NICE, scheduling: Scheduling::Normal }),
+    ] {
+        assert_eq!(load_text(&format!("{base}{set}")).unwrap().pool.priority, want, "{set}");
+    }
+    for (set, line, setting, says) in [
+        ("  nice: 20\n", 6, "pool.nice", "0 (the reactor's) to 19"),
+        ("  nice: -5\n", 6, "pool.nice", "0 (the reactor's) to 19"),
+        ("  threads: 2\n  scheduling: fifo\n", 7, "pool.scheduling", "normal, batch or idle"),
+    ] {
+        let e = load_text(&format!("{base}{set}")).unwrap_err();
+        assert_eq!((e.file.as_str(), e.line, e.setting.as_str()), ("test.yaml", Some(line), setting), "{set}: {e}");
+        assert!(e.message.contains(says), "{set}: {e}");
+    }
+}

@@ -11,7 +11,9 @@
 
 use md5::{Digest as _, Md5};
 
-use super::{crypt_b64, crypt_yescrypt, ct_eq, random_bytes, random_salt_chars, Scheme, SchemeError};
+use base64::Engine as _;
+
+use super::{bcrypt, crypt_b64, crypt_yescrypt, ct_eq, random_bytes, random_salt_chars, Scheme, SchemeError};
 
 /// Highest `rounds=` accepted in `$5$`/`$6$` strings. glibc allows 999,999,999 (minutes of CPU
 /// per attempt); real configurations stay far below one million (passlib's default is 656,000).
@@ -257,7 +259,15 @@ pub(super) fn verify_bcrypt(scheme: Scheme, raw: &[u8], password: &[u8]) -> Resu
     if bytes.len() != 60 || !text.get(7..).is_some_and(is_bcrypt_b64) {
         return Err(malformed(scheme, "bcrypt string is not 60 characters of bcrypt base64"));
     }
-    bcrypt::verify(password, text).map_err(|_| malformed(scheme, "bad bcrypt salt or hash"))
+    // The `bcrypt` crate's decoding rules (no stray bits in the last character of either part).
+    let (mut salt, mut stored) = ([0u8; 16], [0u8; 23]);
+    let parts = text.get(7..29).zip(text.get(29..));
+    let decoded =
+        parts.is_some_and(|(s, h)| matches!(bcrypt::B64.decode_slice(s, &mut salt), Ok(16)) && matches!(bcrypt::B64.decode_slice(h, &mut stored), Ok(23)));
+    if !decoded {
+        return Err(malformed(scheme, "bad bcrypt salt or hash"));
+    }
+    Ok(ct_eq(&bcrypt::bcrypt(cost, &salt, password), &stored))
 }
 
 /// bcrypt's own base64 alphabet `./A-Za-z0-9`.
@@ -273,8 +283,8 @@ pub(super) fn generate_bcrypt(password: &[u8], rounds: Option<u32>) -> Result<St
     }
     let mut salt = [0u8; 16];
     random_bytes(&mut salt)?;
-    let parts = bcrypt::hash_with_salt(password, cost, salt).map_err(|_| SchemeError::Unsupported { scheme: "BLF-CRYPT", why: "bcrypt failed" })?;
-    Ok(parts.format_for_version(bcrypt::Version::TwoY))
+    let hash = bcrypt::bcrypt(cost, &salt, password);
+    Ok(format!("$2y${cost:02}${}{}", bcrypt::B64.encode(salt), bcrypt::B64.encode(hash)))
 }
 
 /// `$5$`/`$6$` with a 16-character salt; `rounds=` only when not the default 5000.

@@ -17,6 +17,8 @@
 //! BSDi `_`, `$1$`, `$2a$/$2b$/$2y$`, `$5$`, `$6$`, `$sha1$`, `$y$`, `$7$` and `$gy$`.
 
 mod argon;
+mod bcrypt;
+mod blowfish_tables;
 mod cram;
 mod crypt;
 mod crypt_b64;
@@ -36,7 +38,7 @@ use base64::Engine as _;
 use rand::RngCore as _;
 use zeroize::Zeroizing;
 
-pub use argon::{MAX_ARGON2_M_COST_KIB, MAX_ARGON2_T_COST};
+pub use argon::{MAX_ARGON2_M_COST_KIB, MAX_ARGON2_T_COST, MAX_KEPT_ARGON2_MEMORY_KIB};
 pub use cram::{cram_md5_context, cram_md5_response, CRAM_MD5_CONTEXT_LEN};
 pub use crypt::{MAX_BCRYPT_COST, MAX_BSDI_ROUNDS, MAX_SHA_CRYPT_ROUNDS};
 pub use crypt_yescrypt::MAX_YESCRYPT_MEMORY;
