@@ -40,6 +40,7 @@ use std::hash::{BuildHasher, RandomState};
 use std::io::Read as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -397,6 +398,19 @@ pub const STALE_FROM: u64 = 1 << 20;
 /// How long a file that failed to load (unchanged since) is not tried again.
 pub const RETRY_FAILED: Duration = Duration::from_secs(5);
 
+/// A file found unchanged is not `stat`ed again for this long: under a flood of cheap logins,
+/// one `stat` (a path walk in the kernel) per lookup was a tenth of the CPU per login. A change
+/// is seen by the first lookup that starts more than this after the previous check (Dovecot
+/// checks at most once a second, and only the mtime's seconds).
+pub const RECHECK: Duration = Duration::from_millis(1);
+
+/// Nanoseconds since the first call (never 0): a cheap monotonic clock for [`Slot::checked`].
+fn since_start() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1)
+}
+
 /// How many loads one lookup may wait for when the file keeps changing under it.
 const MAX_WAITS: u32 = 3;
 
@@ -418,6 +432,9 @@ impl std::fmt::Debug for Files {
 struct Slot {
     // A std Mutex: held only to clone or swap the table's `Arc` and flip the flags.
     state: Mutex<State>,
+    /// When a `stat` last found the file unchanged from the table in use ([`since_start`]
+    /// nanoseconds, 0 = never): within [`RECHECK`] of it, a lookup does not `stat` again.
+    checked: AtomicU64,
     /// Woken when a load of this file finishes, successful or not.
     loaded: tokio::sync::Notify,
 }
@@ -454,6 +471,11 @@ impl Files {
         Arc::clone(slots.entry(path.to_owned()).or_default())
     }
 
+    /// The slot of a file already known, if any.
+    fn known(&self, path: &Path) -> Option<Arc<Slot>> {
+        lock(&self.slots).get(path).cloned()
+    }
+
     /// Forgets a file that no longer exists (its table is freed once no lookup uses it).
     fn forget(&self, path: &Path) {
         let removed = lock(&self.slots).remove(path);
@@ -473,6 +495,15 @@ impl Files {
 /// contents while a big one ([`STALE_FROM`]) is re-read. With `missing_is_empty` (a per-domain
 /// path), a file that does not exist holds no users: an unknown domain, not an error.
 pub async fn load(files: &Arc<Files>, path: PathBuf, pool: &crate::blocking::Pool, missing_is_empty: bool) -> Result<Arc<Users>, String> {
+    if let Some(slot) = files.known(&path) {
+        let checked = slot.checked.load(Ordering::Acquire);
+        if checked != 0 && since_start().saturating_sub(checked) < RECHECK.as_nanos() as u64 {
+            if let Some((_, users)) = &lock(&slot.state).current {
+                return Ok(Arc::clone(users));
+            }
+        }
+    }
+    let checking = since_start();
     let stamp = match std::fs::metadata(&path) {
         Ok(meta) => Stamp::of(&meta),
         Err(err) => {
@@ -490,6 +521,7 @@ pub async fn load(files: &Arc<Files>, path: PathBuf, pool: &crate::blocking::Poo
             let mut state = lock(&slot.state);
             if let Some((s, users)) = &state.current {
                 if *s == stamp {
+                    slot.checked.store(checking, Ordering::Release);
                     return Ok(Arc::clone(users));
                 }
             }
@@ -697,7 +729,9 @@ mod tests {
         assert!(first.get("a").is_some());
         // Unchanged: the same table, not a re-read.
         assert!(Arc::ptr_eq(&first, &load(&files, path.clone(), &pool, false).await.unwrap()));
-        // A small file is re-read before the lookup answers: the change shows at once.
+        // A small file is re-read before the lookup answers: the change shows at once (once
+        // RECHECK has passed since the file was last found unchanged).
+        tokio::time::sleep(RECHECK * 2).await;
         std::fs::write(&path, "b:{PLAIN}22\n").unwrap();
         let users = load(&files, path.clone(), &pool, false).await.unwrap();
         assert!(users.get("a").is_none() && users.get("b").is_some());
@@ -899,6 +933,7 @@ mod tests {
         let (files, pool) = (Arc::new(Files::default()), pool());
         assert_eq!(password(&files, &path, &pool, "alice").await.unwrap().as_deref(), Some("{PLAIN}old"));
         // The path becomes something that cannot be read as a file.
+        tokio::time::sleep(RECHECK * 2).await;
         std::fs::remove_file(&path).unwrap();
         std::fs::create_dir(&path).unwrap();
         for _ in 0..3 {
@@ -914,6 +949,7 @@ mod tests {
         let e = password(&files, &other, &pool, "alice").await.unwrap_err();
         assert!(e.contains("dir: ") && e.contains("directory"), "{e}");
         // A file that is gone is not kept: its users are gone too.
+        tokio::time::sleep(RECHECK * 2).await;
         std::fs::remove_file(&path).unwrap();
         assert!(password(&files, &path, &pool, "alice").await.unwrap_err().ends_with("users: no such file"));
         assert_eq!(files.count(), 1, "the vanished file is forgotten");
