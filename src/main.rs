@@ -178,7 +178,14 @@ fn run_daemon(path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     // 3. Start the blocking pool and the runtime.
     let pool =
         saslgate::blocking::Pool::with_priority(config.pool.threads, config.pool.queue, config.pool.priority).context("cannot start the blocking pool")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    // One reactor thread by default (`reactor.threads`): measured against two at C=64 P=4, about
+    // a quarter less CPU per cheap login and a shorter p99, at most logins/s a mail server sees.
+    let runtime = match config.reactor_threads {
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        0 => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+    }
+    .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let auth = Arc::new(saslgate::auth::Authenticator::from_config(&config, &pool));
         let shared = Arc::new(server::Shared::new(&config, auth));

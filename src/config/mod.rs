@@ -340,6 +340,9 @@ pub struct PoolConfig {
     pub priority: crate::blocking::Priority,
 }
 
+/// The most `reactor.threads`.
+pub const MAX_REACTOR_THREADS: usize = 256;
+
 /// Default `pool.nice`: the hashing threads yield the CPU to the reactor (cheap logins) at once.
 pub const DEFAULT_POOL_NICE: u8 = 10;
 
@@ -375,6 +378,11 @@ pub struct Config {
     pub limits: Limits,
     /// Pool size.
     pub pool: PoolConfig,
+    /// `reactor.threads`: threads of the async reactor (sockets, protocol, cheap logins, LDAP
+    /// I/O). 1 (the default) runs it on one thread, which costs the least CPU per login and gives
+    /// the shortest tail latency; hashing, PAM and NSS run on their pools whatever this is.
+    /// 0 means one per core.
+    pub reactor_threads: usize,
     /// Default log filter (`info`, `debug`, or a tracing filter).
     pub log_level: String,
     /// `log.successes`: one `auth succeeded` line per successful login (default off, as
@@ -745,6 +753,16 @@ impl Validator<'_> {
                 },
             },
         };
+        let reactor_threads = match raw.reactor.threads {
+            None => 1,
+            Some(n) if n <= MAX_REACTOR_THREADS => n,
+            Some(n) => {
+                return Err(self.err(
+                    &[key("reactor"), key("threads")],
+                    format!("{n} reactor threads is too many; use 1 (the default), up to {MAX_REACTOR_THREADS}, or 0 for one per core"),
+                ))
+            }
+        };
         let log_level = raw.log.level.unwrap_or_else(|| "info".to_owned());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             return Err(self.err(&[key("log"), key("level")], format!("`{log_level}` is not a log level; use error, warn, info, debug or trace")));
@@ -794,6 +812,7 @@ impl Validator<'_> {
             },
             limits,
             pool,
+            reactor_threads,
             winbind,
             log_level,
             log_successes: raw.log.successes.unwrap_or(false),

@@ -39,6 +39,8 @@ pub(crate) struct Root {
     #[serde(default)]
     pub(crate) pool: Pool,
     #[serde(default)]
+    pub(crate) reactor: Reactor,
+    #[serde(default)]
     pub(crate) log: Log,
     #[serde(default)]
     pub(crate) passdbs: Vec<Db>,
@@ -131,6 +133,12 @@ pub(crate) struct Pool {
     pub(crate) queue: Option<usize>,
     pub(crate) nice: Option<i64>,
     pub(crate) scheduling: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Reactor {
+    pub(crate) threads: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

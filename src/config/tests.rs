@@ -332,3 +332,14 @@ fn pool_priority_settings_and_errors() {
         assert!(e.message.contains(says), "{set}: {e}");
     }
 }
+
+#[test]
+fn reactor_threads_setting_and_error() {
+    let base = "listeners:\n  - { path: a }\npassdbs:\n  - { driver: passwd-file, path: users.passwd }\n";
+    assert_eq!(load_text(base).unwrap().reactor_threads, 1, "one reactor thread by default");
+    assert_eq!(load_text(&format!("{base}reactor:\n  threads: 0\n")).unwrap().reactor_threads, 0);
+    assert_eq!(load_text(&format!("{base}reactor:\n  threads: 4\n")).unwrap().reactor_threads, 4);
+    let e = load_text(&format!("{base}reactor:\n  threads: 100000\n")).unwrap_err();
+    assert_eq!((e.file.as_str(), e.line, e.setting.as_str()), ("test.yaml", Some(6), "reactor.threads"), "{e}");
+    assert!(e.message.contains("0 for one per core"), "{e}");
+}

@@ -863,7 +863,7 @@ mod tests {
                 readers.push(tokio::spawn(async move {
                     let mut seen = std::collections::BTreeSet::new();
                     let mut n = r;
-                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    while !done.load(Ordering::Relaxed) {
                         let i = (n * 7919) % users;
                         n += 1;
                         let pw = password(&files, &path, &pool, &format!("user{i}")).await.unwrap().unwrap();
@@ -884,7 +884,7 @@ mod tests {
                 assert!(Instant::now() < deadline, "the last version never came in");
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            done.store(true, Ordering::Relaxed);
             let mut all = std::collections::BTreeSet::new();
             for r in readers {
                 all.extend(r.await.unwrap());
