@@ -60,6 +60,9 @@ pub struct Entry {
     pub extra_fields: Vec<(String, String)>,
 }
 
+/// A passdb's part of a line ([`Users::get_passdb`]): the stored password and the extra fields.
+pub type PassdbPart = (Option<String>, Vec<(String, String)>);
+
 /// A problem with one line of a file; the line is skipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineProblem {
@@ -102,6 +105,19 @@ impl Users {
         // Every indexed line was checked to be UTF-8 when the file was read.
         let line = std::str::from_utf8(line_at(&self.buf, offset)).ok()?;
         Some(parse_line(line).1)
+    }
+
+    /// A passdb's part of `user`'s line: the stored password and the extra fields, without
+    /// copying the uid, gid or home a passdb does not use (the same fields as [`Users::get`]).
+    pub fn get_passdb(&self, user: &str) -> Option<PassdbPart> {
+        let offset = self.index.find(&self.buf, user.as_bytes())?;
+        let line = std::str::from_utf8(line_at(&self.buf, offset)).ok()?;
+        let mut fields = line.splitn(8, ':');
+        let _user = fields.next();
+        let password = fields.next().map(libpam_pwdfile_compat);
+        // uid, gid, gecos, home and shell, then the extra fields.
+        let extra_fields = fields.nth(5).map(parse_extra_fields).unwrap_or_default();
+        Some((password, extra_fields))
     }
 
     /// User names in file order (for LIST).
@@ -494,8 +510,9 @@ impl Files {
 /// the first load of a file and for the re-read of a small one, and answers from the previous
 /// contents while a big one ([`STALE_FROM`]) is re-read. With `missing_is_empty` (a per-domain
 /// path), a file that does not exist holds no users: an unknown domain, not an error.
-pub async fn load(files: &Arc<Files>, path: PathBuf, pool: &crate::blocking::Pool, missing_is_empty: bool) -> Result<Arc<Users>, String> {
-    if let Some(slot) = files.known(&path) {
+pub async fn load(files: &Arc<Files>, path: impl AsRef<Path>, pool: &crate::blocking::Pool, missing_is_empty: bool) -> Result<Arc<Users>, String> {
+    let path = path.as_ref();
+    if let Some(slot) = files.known(path) {
         let checked = slot.checked.load(Ordering::Acquire);
         if checked != 0 && since_start().saturating_sub(checked) < RECHECK.as_nanos() as u64 {
             if let Some((_, users)) = &lock(&slot.state).current {
@@ -504,17 +521,17 @@ pub async fn load(files: &Arc<Files>, path: PathBuf, pool: &crate::blocking::Poo
         }
     }
     let checking = since_start();
-    let stamp = match std::fs::metadata(&path) {
+    let stamp = match std::fs::metadata(path) {
         Ok(meta) => Stamp::of(&meta),
         Err(err) => {
-            files.forget(&path);
-            return match io_error(&path, err) {
+            files.forget(path);
+            return match io_error(path, err) {
                 LoadError::Missing(_) if missing_is_empty => Ok(Arc::default()),
                 e => Err(e.to_string()),
             };
         }
     };
-    let slot = files.slot(&path);
+    let slot = files.slot(path);
     let mut waits = 0;
     loop {
         let loaded = {
@@ -528,7 +545,7 @@ pub async fn load(files: &Arc<Files>, path: PathBuf, pool: &crate::blocking::Poo
             let failed_recently = state.failed.is_some_and(|(s, at)| s == stamp && at.elapsed() < RETRY_FAILED);
             if !state.loading && !failed_recently && waits < MAX_WAITS {
                 state.loading = true;
-                start_load(Arc::clone(&slot), path.clone(), pool.clone(), stamp);
+                start_load(Arc::clone(&slot), path.to_path_buf(), pool.clone(), stamp);
             }
             match &state.current {
                 // Stale while re-read (big file), kept after a failed re-read, or changing faster
@@ -770,6 +787,8 @@ mod tests {
         assert_eq!(users.names(), want.iter().map(|(u, _)| u.clone()).collect::<Vec<_>>());
         for (user, entry) in &want {
             assert_eq!(users.get(user).as_ref(), Some(entry), "{user}");
+            // The passdb's shortcut reads the same password and extra fields.
+            assert_eq!(users.get_passdb(user), Some((entry.password.clone(), entry.extra_fields.clone())), "{user}");
         }
     }
 
