@@ -482,6 +482,27 @@ fn one_uid_gets_at_most_max_connections_per_uid_on_a_world_accessible_socket() {
     }
 }
 
+#[test]
+fn refused_connections_log_at_most_twenty_lines_a_minute() {
+    if !is_root() {
+        return;
+    }
+    let (dir, d) = daemon("");
+    let userdb = dir.path().join("auth-userdb");
+    let userdb = userdb.to_str().unwrap();
+    // nobody keeps knocking: 200 refusals must not write 200 lines.
+    let mut nobody = Helper(helper("hog", "nobody", &[("SOCKET", userdb), ("COUNT", "300")]));
+    assert_eq!(helper_line(&mut nobody.0), "held 100 refused 200");
+    let refusals = || d.log().matches("too many connections from one uid").count();
+    let start = Instant::now();
+    while refusals() < 20 {
+        assert!(start.elapsed() < Duration::from_secs(5), "{}", d.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(refusals(), 20, "the refusal warnings are not rate-limited:\n{}", d.log());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Issue 7: SIGTERM drains requests in flight, within a bound.
 

@@ -175,7 +175,10 @@ where
         next_seq: 0,
     };
     if let Err(e) = conn.run(stream.as_mut()).await {
-        tracing::warn!(cuid, "closing client connection: {e}");
+        static CLOSED: super::ratelog::LogLimit = super::ratelog::LogLimit::per_minute();
+        if let Some(suppressed) = CLOSED.admit(std::time::Instant::now()) {
+            tracing::warn!(cuid, suppressed, "closing client connection: {e}");
+        }
     }
     // The peer is gone or broke the protocol: stop its requests; their replies are discarded.
     let slots = {
@@ -459,7 +462,10 @@ impl Connection {
                     return Ok(());
                 }
                 if !room {
-                    tracing::warn!(id, "too many requests in flight on one connection");
+                    static CROWDED: super::ratelog::LogLimit = super::ratelog::LogLimit::per_minute();
+                    if let Some(suppressed) = CROWDED.admit(std::time::Instant::now()) {
+                        tracing::warn!(id, suppressed, "too many requests in flight on one connection");
+                    }
                     self.send(&Reply::new("FAIL", id).code(FailCode::TempFail).field("reason", b"Too many requests in flight").finish());
                     return Ok(());
                 }

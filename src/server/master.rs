@@ -53,7 +53,10 @@ where
         return;
     }
     if let Err(e) = conn.read_loop(&mut reader, &mut writer).await {
-        tracing::warn!("closing master connection: {e}");
+        static CLOSED: super::ratelog::LogLimit = super::ratelog::LogLimit::per_minute();
+        if let Some(suppressed) = CLOSED.admit(std::time::Instant::now()) {
+            tracing::warn!(suppressed, "closing master connection: {e}");
+        }
     }
     let _ = writer.shutdown().await;
 }

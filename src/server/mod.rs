@@ -12,6 +12,7 @@ mod client;
 pub mod inherited;
 pub mod listener;
 mod master;
+mod ratelog;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -217,7 +218,10 @@ async fn accept_loop(listener: UnixListener, config: ListenerConfig, shared: Arc
             Some(per_uid) => match per_uid.admit(peer.as_ref()) {
                 Some(slot) => slot,
                 None => {
-                    tracing::warn!(socket = %config.path.display(), uid = peer.map(|p| p.uid()), cap = per_uid.cap, "too many connections from one uid on a world-accessible socket: closed (limits.max_connections_per_uid)");
+                    static REFUSED: ratelog::LogLimit = ratelog::LogLimit::per_minute();
+                    if let Some(suppressed) = REFUSED.admit(std::time::Instant::now()) {
+                        tracing::warn!(socket = %config.path.display(), uid = peer.map(|p| p.uid()), cap = per_uid.cap, suppressed, "too many connections from one uid on a world-accessible socket: closed (limits.max_connections_per_uid)");
+                    }
                     continue;
                 }
             },
