@@ -592,12 +592,13 @@ async fn drive(conn: Conn, shared: Arc<Shared>, expect: Expect) -> anyhow::Resul
             let (slot, sent) = slots.finish(id).ok_or_else(|| anyhow::anyhow!("reply for an id that is not pending: {}", sanitize(line, 80)))?;
             freed.push(slot);
             stats.replies += 1;
+            let nanos = u64::try_from(now.saturating_duration_since(sent).as_nanos()).unwrap_or(u64::MAX);
             if !shared.counts(now) {
                 // A reply that straddles the end of the window (sent inside it, answered during
                 // the drain) is not counted in the rate, but its latency is: otherwise a server
                 // stall at the end of the window would never show in p99 or max.
                 if shared.sent_in_window(sent) && shared.measure_end.is_some_and(|end| now > end) {
-                    shared.latencies.record(u64::try_from(now.saturating_duration_since(sent).as_nanos()).unwrap_or(u64::MAX));
+                    shared.latencies.record(nanos);
                 }
                 continue;
             }
@@ -610,7 +611,6 @@ async fn drive(conn: Conn, shared: Arc<Shared>, expect: Expect) -> anyhow::Resul
                 let shown: Vec<u8> = line.iter().map(|&b| if b == b'\t' { b' ' } else { b }).collect();
                 stats.first_unexpected = Some(sanitize(&shown, 200));
             }
-            let nanos = u64::try_from(now.saturating_duration_since(sent).as_nanos()).unwrap_or(u64::MAX);
             shared.latencies.record(nanos);
         }
         buf.copy_within(pos..have, 0);

@@ -101,23 +101,21 @@ impl std::fmt::Debug for Users {
 impl Users {
     /// The entry of `user`, matched exactly (case-sensitive, as Dovecot), parsed from its line.
     pub fn get(&self, user: &str) -> Option<Entry> {
-        let offset = self.index.find(&self.buf, user.as_bytes())?;
-        // Every indexed line was checked to be UTF-8 when the file was read.
-        let line = std::str::from_utf8(line_at(&self.buf, offset)).ok()?;
-        Some(parse_line(line).1)
+        self.line(user).map(|line| parse_line(line).1)
     }
 
     /// A passdb's part of `user`'s line: the stored password and the extra fields, without
     /// copying the uid, gid or home a passdb does not use (the same fields as [`Users::get`]).
     pub fn get_passdb(&self, user: &str) -> Option<PassdbPart> {
+        let c = columns(self.line(user)?);
+        Some((c.password.map(libpam_pwdfile_compat), c.extra.map(parse_extra_fields).unwrap_or_default()))
+    }
+
+    /// `user`'s line, if the file has one.
+    fn line(&self, user: &str) -> Option<&str> {
         let offset = self.index.find(&self.buf, user.as_bytes())?;
-        let line = std::str::from_utf8(line_at(&self.buf, offset)).ok()?;
-        let mut fields = line.splitn(8, ':');
-        let _user = fields.next();
-        let password = fields.next().map(libpam_pwdfile_compat);
-        // uid, gid, gecos, home and shell, then the extra fields.
-        let extra_fields = fields.nth(5).map(parse_extra_fields).unwrap_or_default();
-        Some((password, extra_fields))
+        // Every indexed line was checked to be UTF-8 when the file was read.
+        std::str::from_utf8(line_at(&self.buf, offset)).ok()
     }
 
     /// User names in file order (for LIST).
@@ -322,17 +320,38 @@ fn non_empty(field: Option<&str>) -> Option<String> {
     field.filter(|f| !f.is_empty()).map(str::to_owned)
 }
 
-fn parse_line(line: &str) -> (&str, Entry) {
+/// The columns of a line, borrowed: `user:password:uid:gid:gecos:home:shell:extra fields`.
+struct Columns<'a> {
+    user: &'a str,
+    password: Option<&'a str>,
+    uid: Option<&'a str>,
+    gid: Option<&'a str>,
+    home: Option<&'a str>,
+    extra: Option<&'a str>,
+}
+
+fn columns(line: &str) -> Columns<'_> {
     let mut fields = line.splitn(8, ':');
     let user = fields.next().unwrap_or_default();
-    let password = fields.next().map(libpam_pwdfile_compat);
-    let uid = non_empty(fields.next());
-    let gid = non_empty(fields.next());
+    let password = fields.next();
+    let uid = fields.next();
+    let gid = fields.next();
     let _gecos = fields.next();
-    let home = non_empty(fields.next());
+    let home = fields.next();
     let _shell = fields.next();
-    let extra_fields = fields.next().map(parse_extra_fields).unwrap_or_default();
-    (user, Entry { password, uid, gid, home, extra_fields })
+    Columns { user, password, uid, gid, home, extra: fields.next() }
+}
+
+fn parse_line(line: &str) -> (&str, Entry) {
+    let c = columns(line);
+    let entry = Entry {
+        password: c.password.map(libpam_pwdfile_compat),
+        uid: non_empty(c.uid),
+        gid: non_empty(c.gid),
+        home: non_empty(c.home),
+        extra_fields: c.extra.map(parse_extra_fields).unwrap_or_default(),
+    };
+    (c.user, entry)
 }
 
 /// libpam-pwdfile writes `hash[NN]`: 34 is PLAIN-MD5, 56 DIGEST-MD5, anything else CRYPT.
