@@ -242,14 +242,15 @@ impl Authenticator {
     /// (else the name is refused), then `username_format` applies.
     pub fn translate_user(&self, given: &str, info: &RequestInfo) -> Option<String> {
         let s = &self.settings;
-        let mut name = given.to_owned();
+        // The name is copied only when a realm or a translation changes it.
+        let mut name = std::borrow::Cow::Borrowed(given);
         if let Some(realm) = &s.default_realm {
             if !name.contains('@') {
-                name = format!("{name}@{realm}");
+                name = format!("{name}@{realm}").into();
             }
         }
         if !s.username_translation.is_empty() {
-            name = name.chars().map(|c| s.username_translation.iter().find(|(from, _)| *from == c).map_or(c, |(_, to)| *to)).collect();
+            name = name.chars().map(|c| s.username_translation.iter().find(|(from, _)| *from == c).map_or(c, |(_, to)| *to)).collect::<String>().into();
         }
         if let Some(allowed) = &s.username_chars {
             let ascii = self.username_ascii;

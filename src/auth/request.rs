@@ -353,9 +353,10 @@ impl Running<'_> {
             if !wait.is_zero() {
                 tracing::debug!(id = self.req.id, rip = %self.rip_text(), ?wait, "penalty delay");
                 tokio::time::sleep(wait).await;
+                // The failure delay counts from the end of the wait.
+                self.last_input = Instant::now();
             }
         }
-        self.last_input = Instant::now();
         Some(match self.exchange(conv).await {
             End::Immediate(code, reason) => {
                 self.log_failure(None, reason);

@@ -36,6 +36,7 @@
 //! own, and `/` in a substituted value is cut away so a user name cannot walk the file system.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::hash::{BuildHasher, RandomState};
 use std::io::Read as _;
 use std::os::unix::fs::MetadataExt;
@@ -331,15 +332,31 @@ struct Columns<'a> {
 }
 
 fn columns(line: &str) -> Columns<'_> {
-    let mut fields = line.splitn(8, ':');
-    let user = fields.next().unwrap_or_default();
-    let password = fields.next();
-    let uid = fields.next();
-    let gid = fields.next();
-    let _gecos = fields.next();
-    let home = fields.next();
-    let _shell = fields.next();
-    Columns { user, password, uid, gid, home, extra: fields.next() }
+    // One pass over the line's bytes, at most seven `:` looked for: the eighth column (extra
+    // fields) is the rest of the line, colons and all.
+    let mut rest = Some(line);
+    let mut next = |last: bool| {
+        let text = rest?;
+        match memchr::memchr(b':', text.as_bytes()).filter(|_| !last) {
+            // `:` is ASCII: both halves are on character boundaries.
+            Some(i) => {
+                rest = Some(&text[i + 1..]);
+                Some(&text[..i])
+            }
+            None => {
+                rest = None;
+                Some(text)
+            }
+        }
+    };
+    let user = next(false).unwrap_or_default();
+    let password = next(false);
+    let uid = next(false);
+    let gid = next(false);
+    let _gecos = next(false);
+    let home = next(false);
+    let _shell = next(false);
+    Columns { user, password, uid, gid, home, extra: next(true) }
 }
 
 fn parse_line(line: &str) -> (&str, Entry) {
@@ -453,7 +470,9 @@ const MAX_WAITS: u32 = 3;
 #[derive(Default)]
 pub struct Files {
     // A std Mutex: held only to find or insert a slot, never across an await or a parse.
-    slots: Mutex<HashMap<PathBuf, Arc<Slot>>>,
+    // Keyed by the path's bytes: hashing a `Path` walks its components, a tenth of a cheap
+    // lookup's time.
+    slots: Mutex<HashMap<OsString, Arc<Slot>>>,
 }
 
 impl std::fmt::Debug for Files {
@@ -497,23 +516,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Files {
     fn slot(&self, path: &Path) -> Arc<Slot> {
         let mut slots = lock(&self.slots);
-        if let Some(slot) = slots.get(path) {
+        if let Some(slot) = slots.get(path.as_os_str()) {
             return Arc::clone(slot);
         }
         if slots.len() >= MAX_FILES {
             slots.clear();
         }
-        Arc::clone(slots.entry(path.to_owned()).or_default())
+        Arc::clone(slots.entry(path.as_os_str().to_owned()).or_default())
     }
 
     /// The slot of a file already known, if any.
     fn known(&self, path: &Path) -> Option<Arc<Slot>> {
-        lock(&self.slots).get(path).cloned()
+        lock(&self.slots).get(path.as_os_str()).cloned()
     }
 
     /// Forgets a file that no longer exists (its table is freed once no lookup uses it).
     fn forget(&self, path: &Path) {
-        let removed = lock(&self.slots).remove(path);
+        let removed = lock(&self.slots).remove(path.as_os_str());
         drop(removed);
     }
 
@@ -531,13 +550,8 @@ impl Files {
 /// path), a file that does not exist holds no users: an unknown domain, not an error.
 pub async fn load(files: &Arc<Files>, path: impl AsRef<Path>, pool: &crate::blocking::Pool, missing_is_empty: bool) -> Result<Arc<Users>, String> {
     let path = path.as_ref();
-    if let Some(slot) = files.known(path) {
-        let checked = slot.checked.load(Ordering::Acquire);
-        if checked != 0 && since_start().saturating_sub(checked) < RECHECK.as_nanos() as u64 {
-            if let Some((_, users)) = &lock(&slot.state).current {
-                return Ok(Arc::clone(users));
-            }
-        }
+    if let Some(users) = fresh(files, path) {
+        return Ok(users);
     }
     let checking = since_start();
     let stamp = match std::fs::metadata(path) {
@@ -579,6 +593,18 @@ pub async fn load(files: &Arc<Files>, path: impl AsRef<Path>, pool: &crate::bloc
         loaded.await;
         waits += 1;
     }
+}
+
+/// The users of `path` at once, without a `stat`, when its table is in use and a `stat` found
+/// the file unchanged within [`RECHECK`]; `None` means [`load`] must look.
+pub fn fresh(files: &Files, path: &Path) -> Option<Arc<Users>> {
+    let slot = files.known(path)?;
+    let checked = slot.checked.load(Ordering::Acquire);
+    if checked == 0 || since_start().saturating_sub(checked) >= RECHECK.as_nanos() as u64 {
+        return None;
+    }
+    let state = lock(&slot.state);
+    state.current.as_ref().map(|(_, users)| Arc::clone(users))
 }
 
 /// Queues a load of `path` into `slot` on the blocking pool. The caller set `loading`;

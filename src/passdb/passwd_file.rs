@@ -52,7 +52,13 @@ impl PasswdFile {
             if self.plain_key { std::borrow::Cow::Borrowed(lookup.user) } else { expand_for_user(&self.username_format, lookup.user, lookup.info).into() };
         // A per-domain file that does not exist means an unknown domain.
         let missing_is_empty = self.path.uses(Var::Domain);
-        match passwd_file::load(&self.files, path, &self.pool, missing_is_empty).await {
+        // The usual case, a table in use and recently found unchanged, is answered without
+        // the loader's future (boxed: it is large, and only a first read or a change needs it).
+        let loaded = match passwd_file::fresh(&self.files, path) {
+            Some(users) => Ok(users),
+            None => Box::pin(passwd_file::load(&self.files, path, &self.pool, missing_is_empty)).await,
+        };
+        match loaded {
             Ok(users) => Ok(users.get_passdb(&key)),
             Err(e) => Err(PassdbOutcome::InternalFailure(e)),
         }
