@@ -19,7 +19,7 @@ use crate::config::rules::{PassdbRules, Rule, UserdbRules};
 use crate::passdb::{Lookup, Passdb, PassdbOutcome};
 use crate::protocol::sanitize;
 use crate::request::{layer_fields, Fields, RequestInfo};
-use crate::scheme::{Scheme, StoredPassword};
+use crate::scheme::{Scheme, StoredPassword, StoredRef};
 use crate::secret::Secret;
 
 /// A built userdb with its rules.
@@ -91,9 +91,10 @@ pub struct ChainResult {
 const PER_PASSDB_FIELDS: &[&str] = &["nopassword", "noauthenticate"];
 
 impl super::Authenticator {
-    /// Runs the chain for `user` (already translated).
-    pub(crate) async fn passdb_chain(&self, user: &str, info: &RequestInfo, op: Op<'_>) -> ChainResult {
-        self.passdb_chain_with(user, info, op, Walk::Normal).await
+    /// Runs the chain for `user` (already translated). Not an `async fn` of its own: the
+    /// chain's future is returned as it is, not wrapped in (and copied into) another.
+    pub(crate) fn passdb_chain<'a>(&'a self, user: &'a str, info: &'a RequestInfo, op: Op<'a>) -> impl std::future::Future<Output = ChainResult> + Send + 'a {
+        self.passdb_chain_with(user, info, op, Walk::Normal)
     }
 
     /// Runs the chain over the master passdbs (`Walk::Masters`), or over the normal ones for a
@@ -103,7 +104,8 @@ impl super::Authenticator {
         // `mech_password`), only for a password login.
         let with_password;
         let info = match op {
-            Op::Verify(password) => {
+            // The request layer usually sets it already (a PLAIN or LOGIN exchange): no copy.
+            Op::Verify(password) if info.password.as_ref().map(Secret::expose) != Some(password.expose()) => {
                 with_password = RequestInfo { password: Some(password.clone()), ..info.clone() };
                 &with_password
             }
@@ -270,14 +272,17 @@ impl super::Authenticator {
     ) -> (PassdbOutcome, Fields, Option<Secret>, Option<String>) {
         let lookup = Lookup { user, info };
         // Verify-only drivers (PAM, LDAP bind) check the password themselves.
-        if let (Op::Verify(password), false) = (op, verified) {
+        if let (Op::Verify(password), false, true) = (op, verified, entry.db.verifies_plain()) {
             if let Some(reply) = entry.db.verify_plain(lookup, password).await {
                 let shown = (reply.outcome != PassdbOutcome::Ok).then(|| reply.fields.get("reason").map(str::to_owned)).flatten();
                 let fields = self.merge_templates(entry, user, info, reply.fields);
                 return (self.check_fields(reply.outcome, &fields, info), fields, None, shown);
             }
         }
-        let reply = entry.db.lookup(lookup).await;
+        let reply = match entry.db.lookup_now(lookup) {
+            Some(reply) => reply,
+            None => entry.db.lookup(lookup).await,
+        };
         let fields = self.merge_templates(entry, user, info, reply.fields);
         if reply.outcome != PassdbOutcome::Ok {
             return (reply.outcome, fields, None, None);
@@ -295,7 +300,7 @@ impl super::Authenticator {
             }
             Op::Verify(password) => (self.verify_cached(index, stored, entry.db.default_scheme(), password, user).await, None),
             Op::Credentials(..) if nopassword => (PassdbOutcome::SchemeNotAvailable, None),
-            Op::Credentials(scheme, identity) => credential(stored, entry.db.default_scheme(), scheme, user, identity, &self.pool).await,
+            Op::Credentials(scheme, identity) => Box::pin(credential(stored, entry.db.default_scheme(), scheme, user, identity, &self.pool)).await,
         };
         (self.check_fields(outcome, &fields, info), fields, credential, None)
     }
@@ -353,7 +358,8 @@ impl super::Authenticator {
 
 /// Verifies `password` against a stored value, on the pool when the scheme is expensive.
 pub(crate) async fn verify(stored: &str, default: Scheme, password: &Secret, user: &str, pool: &crate::blocking::Pool) -> PassdbOutcome {
-    let stored = match StoredPassword::parse(stored, default) {
+    // Split in place: only a verification moved to the pool takes a copy.
+    let stored = match StoredRef::parse(stored, default) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(user = ?sanitize(user.as_bytes(), 128), "stored password: {e}");
@@ -368,8 +374,10 @@ pub(crate) async fn verify(stored: &str, default: Scheme, password: &Secret, use
         return PassdbOutcome::PasswordMismatch;
     }
     let result = if stored.is_expensive() {
-        let (password, user) = (password.clone(), user.to_owned());
-        match pool.run(move || stored.verify(password.expose(), &user)).await {
+        let (stored, password, user) = (stored.to_owned(), password.clone(), user.to_owned());
+        // Boxed, like every wait below that only some requests have: a future is moved whole
+        // each time it is built, and this one would make every request's larger.
+        match Box::pin(pool.run(move || stored.verify(password.expose(), &user))).await {
             Ok(r) => r,
             Err(e) => return PassdbOutcome::InternalFailure(e.to_string()),
         }

@@ -299,7 +299,8 @@ impl Authenticator {
             let Some(master) = self.translate_user(master, info) else {
                 return AuthOutcome::Failure(Failure::plain(Some(given.to_owned()), "invalid master user name"));
             };
-            return self.master_login(info, login, &master, &creds.password, given).await;
+            // Boxed: rare, and its two chains would double every login's future.
+            return Box::pin(self.master_login(info, login, &master, &creds.password, given)).await;
         }
         let Some(user) = self.translate_user(name, info) else {
             return AuthOutcome::Failure(Failure::plain(Some(given.to_owned()), "invalid user name (username_chars, username_format)"));

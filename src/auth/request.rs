@@ -17,10 +17,10 @@
 //! sees them. A request that ends without an answer (CANCEL, a closed connection, the request
 //! timeout) logs one `auth abandoned` line, which the shipped fail2ban filter does not count.
 
-use std::future::Future as _;
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
@@ -31,7 +31,7 @@ use super::{penalty, AuthOutcome, Authenticator, CredentialsOutcome, Failure};
 use crate::db::helper::HelperSession;
 use crate::protocol::{base64, sanitize, FailCode};
 use crate::request::{Fields, RequestInfo};
-use crate::sasl::{MechFailure, MechInfo, Step};
+use crate::sasl::{MechFailure, MechInfo, PlainCredentials, Step};
 
 /// A mechanism this daemon offers, as the server sees it: a name to match AUTH lines against.
 #[derive(Debug, Clone, Copy)]
@@ -192,14 +192,23 @@ enum End {
     Gone,
 }
 
-/// A running request: the parsed AUTH, the authenticator, and when the client last spoke.
+/// A running request: the parsed AUTH, the authenticator, when it started and when the client
+/// last spoke, and what its log lines need. Dropped without an answer (its task aborted on
+/// CANCEL or when the connection closed), it logs one `auth abandoned` line.
 struct Running<'a> {
     auth: &'a Authenticator,
     req: AuthRequest,
+    started: Instant,
     last_input: Instant,
-    watch: &'a Watch,
-    /// The password of a plaintext login, for a proxy answer's `pass=` (login sockets only).
-    password: Option<crate::secret::Secret>,
+    /// The verdict was logged (`auth failed` or `auth succeeded`) or the request was answered:
+    /// a client that leaves during the failure delay abandoned nothing.
+    decided: AtomicBool,
+    /// A plaintext login's credentials, kept while the request runs: the user name for an
+    /// `auth abandoned` line, the password for a proxy answer's `pass=` (login sockets only).
+    plain: Option<PlainCredentials>,
+    /// The user name a credentials lookup asked for (challenge-response mechanisms), for an
+    /// `auth abandoned` line.
+    named: Option<String>,
 }
 
 impl Authenticator {
@@ -235,33 +244,13 @@ impl Authenticator {
     /// request timeout (dropped without a reply, as Dovecot does) or the client left. Either
     /// way, and when the task running this is aborted (CANCEL, the connection closed), one
     /// `auth abandoned` line is logged.
-    pub async fn authenticate(&self, req: AuthRequest, conv: &mut dyn Conversation) -> Option<Answer> {
-        let watch = Watch::new(&req);
-        let start = Instant::now();
-        let run = Running { auth: self, req, last_input: start, watch: &watch, password: None };
-        let result = {
-            let mut run = std::pin::pin!(run.run(conv));
-            // Polled once without a timer: a request whose answer is ready at once (a cheap
-            // scheme, no penalty) needs none. The timeout counts from the start either way.
-            match std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await {
-                Poll::Ready(answer) => Ok(answer),
-                Poll::Pending => tokio::time::timeout_at((start + self.request_timeout).into(), run).await,
-            }
-        };
-        match result {
-            Ok(Some(answer)) => {
-                watch.answered();
-                Some(answer)
-            }
-            Ok(None) => {
-                watch.abandoned("connection closed");
-                None
-            }
-            Err(_) => {
-                watch.abandoned("request timed out");
-                None
-            }
-        }
+    ///
+    /// The request is set up here, before the future exists: the future holds it once, in
+    /// place (an `async fn` would keep its argument and a moved copy of it).
+    pub fn authenticate<'a>(&'a self, req: AuthRequest, conv: &'a mut dyn Conversation) -> impl Future<Output = Option<Answer>> + Send + 'a {
+        let started = Instant::now();
+        let mut run = Running { auth: self, req, started, last_input: started, decided: AtomicBool::new(false), plain: None, named: None };
+        async move { run.run(conv).await }
     }
 }
 
@@ -272,74 +261,9 @@ fn busy_answer() -> Answer {
     Answer { verdict: Verdict::Fail, fields }
 }
 
-/// Logs a request that ended without an answer, once: when the request is dropped unanswered
-/// (its task aborted on CANCEL or when the connection closed: "aborted by client"), or
-/// explicitly (timed out). The line has its own target and message (`saslgate::auth::abandoned:
-/// auth abandoned`), so the fail2ban filter, which counts `auth failed`, does not count it.
-struct Watch {
-    id: u32,
-    /// The remote IP for log lines (see [`RipText`]).
-    rip: Option<IpAddr>,
-    mech: &'static str,
-    /// `service=`, sanitized for log lines.
-    service: String,
-    /// The user name the mechanism gave, once known (sanitized, at most 128 characters).
-    user: Mutex<Option<String>>,
-    /// The verdict was logged (`auth failed` or `auth succeeded`): a client that leaves during
-    /// the failure delay abandoned nothing.
-    decided: AtomicBool,
-}
-
-impl Watch {
-    fn new(req: &AuthRequest) -> Watch {
-        Watch {
-            id: req.id,
-            rip: req.info.rip,
-            mech: req.mech.name(),
-            service: sanitize(req.info.service.as_bytes(), 32),
-            user: Mutex::new(None),
-            decided: AtomicBool::new(false),
-        }
-    }
-
-    fn set_user(&self, user: &str) {
-        *self.user.lock().unwrap_or_else(|e| e.into_inner()) = Some(sanitize(user.as_bytes(), 128));
-    }
-
-    fn decided(&self) {
-        self.decided.store(true, Ordering::Relaxed);
-    }
-
-    fn answered(self) {
-        self.decided();
-    }
-
-    fn abandoned(self, reason: &'static str) {
-        if !self.decided.swap(true, Ordering::Relaxed) {
-            self.log(reason);
-        }
-    }
-
-    fn log(&self, reason: &str) {
-        let user = self.user.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default();
-        tracing::info!(
-            target: "saslgate::auth::abandoned",
-            rip = %RipText(self.rip),
-            user = ?user,
-            mech = %self.mech,
-            service = ?self.service,
-            id = self.id,
-            reason = ?reason,
-            "auth abandoned"
-        );
-    }
-}
-
-impl Drop for Watch {
+impl Drop for Running<'_> {
     fn drop(&mut self) {
-        if !self.decided.load(Ordering::Relaxed) {
-            self.log("aborted by client");
-        }
+        self.abandoned("aborted by client");
     }
 }
 
@@ -347,12 +271,64 @@ impl Drop for Watch {
 // it would only add an allocation.
 #[allow(clippy::result_large_err)]
 impl Running<'_> {
-    async fn run(mut self, conv: &mut dyn Conversation) -> Option<Answer> {
+    /// The request to its answer, within the request timeout; logs `auth abandoned` when it
+    /// ends without one.
+    async fn run(&mut self, conv: &mut dyn Conversation) -> Option<Answer> {
+        let deadline = self.started + self.auth.request_timeout;
+        let result = {
+            let mut answer = std::pin::pin!(self.answer(conv));
+            // Polled once without a timer: a request whose answer is ready at once (a cheap
+            // scheme, no penalty) needs none. The timeout counts from the start either way.
+            match std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await {
+                Poll::Ready(answer) => Ok(answer),
+                // Boxed: only a request that waits needs the timer.
+                Poll::Pending => Box::pin(tokio::time::timeout_at(deadline.into(), answer)).await,
+            }
+        };
+        match result {
+            Ok(Some(answer)) => {
+                self.decided();
+                Some(answer)
+            }
+            Ok(None) => {
+                self.abandoned("connection closed");
+                None
+            }
+            Err(_) => {
+                self.abandoned("request timed out");
+                None
+            }
+        }
+    }
+
+    fn decided(&self) {
+        self.decided.store(true, Ordering::Relaxed);
+    }
+
+    /// Logs the `auth abandoned` line, unless the request was decided or already logged.
+    fn abandoned(&self, reason: &'static str) {
+        if self.decided.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let given = self.plain.as_ref().map(|c| c.authcid.as_str()).or(self.named.as_deref()).unwrap_or_default();
+        tracing::info!(
+            target: "saslgate::auth::abandoned",
+            rip = %self.rip_text(),
+            user = ?sanitize(given.as_bytes(), 128),
+            mech = %self.req.mech.name(),
+            service = ?sanitize(self.req.info.service.as_bytes(), 32),
+            id = self.req.id,
+            reason = ?reason,
+            "auth abandoned"
+        );
+    }
+
+    async fn answer(&mut self, conv: &mut dyn Conversation) -> Option<Answer> {
         if !self.req.no_penalty && !self.auth.ip_penalty.is_empty() {
             let wait = self.auth.ip_penalty.delay(&penalty::ip_key(self.req.info.rip), Instant::now());
             if !wait.is_zero() {
                 tracing::debug!(id = self.req.id, rip = %self.rip_text(), ?wait, "penalty delay");
-                tokio::time::sleep(wait).await;
+                Box::pin(tokio::time::sleep(wait)).await;
                 // The failure delay counts from the end of the wait.
                 self.last_input = Instant::now();
             }
@@ -368,7 +344,7 @@ impl Running<'_> {
                 Answer { verdict: Verdict::Fail, fields }
             }
             End::Busy => {
-                self.watch.decided();
+                self.decided();
                 tracing::warn!(target: "saslgate::auth::busy", id = self.req.id, rip = %self.rip_text(), "request refused (temp_fail): limits.max_request_bytes reached");
                 busy_answer()
             }
@@ -380,7 +356,7 @@ impl Running<'_> {
 
     fn succeed(&self, user: String, original_user: Option<String>, fields: Fields, final_resp: Option<Vec<u8>>) -> Answer {
         let auth = self.auth;
-        self.watch.decided();
+        self.decided();
         // An empty table has nothing to clear (and the key is not even formatted).
         if !self.req.no_penalty && !auth.ip_penalty.is_empty() {
             auth.ip_penalty.succeeded(&penalty::ip_key(self.req.info.rip));
@@ -396,7 +372,7 @@ impl Running<'_> {
                 rip = %self.rip_text(),
                 user = ?sanitize(user.as_bytes(), 128),
                 mech = %self.req.mech.name(),
-                service = ?self.watch.service,
+                service = ?sanitize(self.req.info.service.as_bytes(), 32),
                 id = self.req.id,
                 "auth succeeded"
             );
@@ -422,7 +398,8 @@ impl Running<'_> {
         if self.req.login.is_some() && proxied {
             // The login process logs in to the backend with these; never on auth-only
             // sockets (Postfix has no use for the password).
-            if let (false, Some(password)) = (fields.contains("pass"), &self.password) {
+            if let (false, Some(creds)) = (fields.contains("pass"), &self.plain) {
+                let password = &creds.password;
                 if let Ok(password) = std::str::from_utf8(password.expose()) {
                     reply.set("pass", password);
                 }
@@ -467,18 +444,11 @@ impl Running<'_> {
         self.decode(&text, false)
     }
 
-    /// The mechanism exchange, with the request's info lent out for its length (not copied).
+    /// The mechanism exchange.
     async fn exchange(&mut self, conv: &mut dyn Conversation) -> End {
-        let info = std::mem::take(&mut self.req.info);
-        let end = self.exchange_with(&info, conv).await;
-        self.req.info = info;
-        end
-    }
-
-    async fn exchange_with(&mut self, info: &RequestInfo, conv: &mut dyn Conversation) -> End {
         let auth = self.auth;
         let mech_info = self.req.mech.0;
-        if let Some(reason) = auth.precheck(info, mech_info.flags.contains(&"plaintext")) {
+        if let Some(reason) = auth.precheck(&self.req.info, mech_info.flags.contains(&"plaintext")) {
             return End::Immediate(None, reason);
         }
         let mut mech = mech_info.start(&auth.mech_context);
@@ -503,32 +473,33 @@ impl Running<'_> {
                     Err(end) => return end,
                 },
                 Step::VerifyPlain(creds) => {
-                    self.watch.set_user(&creds.authcid);
-                    if let Some(end) = self.too_long(&creds.authcid, creds.authzid.as_deref(), creds.password.expose().len(), info) {
+                    // Kept for the log line should the request be abandoned, and for `pass=`.
+                    self.plain = Some(creds);
+                    let Some(creds) = &self.plain else { return fail_mech("credentials lost") };
+                    if let Some(end) = self.too_long(&creds.authcid, creds.authzid.as_deref(), creds.password.expose().len(), &self.req.info) {
                         return end;
                     }
-                    self.account_wait(&creds.authcid, info).await;
+                    self.account_wait(&creds.authcid, &self.req.info).await;
+                    // `%w` in the chain's templates is this password while the chain runs (the
+                    // chain would otherwise copy the whole request to add it); never kept after.
+                    self.req.info.password = Some(creds.password.clone());
                     // Boxed, here and below: a request waiting for the client stays small in memory.
-                    let outcome = Box::pin(auth.verify_plain(info, &creds)).await;
-                    // A proxy answer on a login socket carries the client's password (see
-                    // `succeed`).
-                    if matches!(outcome, AuthOutcome::Success { .. }) && self.req.login.is_some() {
-                        self.password = Some(creds.password.clone());
-                    }
+                    let outcome = Box::pin(auth.verify_plain(&self.req.info, creds)).await;
+                    self.req.info.password = None;
                     return End::Done(outcome, None);
                 }
                 Step::Anonymous { trace } => {
                     tracing::debug!(id = self.req.id, trace = ?sanitize(trace.as_bytes(), 256), "anonymous login");
                     return End::Done(auth.anonymous(), None);
                 }
-                Step::External { authzid } => return End::Done(Box::pin(auth.external(info, authzid.as_deref())).await, None),
+                Step::External { authzid } => return End::Done(Box::pin(auth.external(&self.req.info, authzid.as_deref())).await, None),
                 Step::LookupCredentials(req) => {
-                    self.watch.set_user(&req.authcid);
-                    if let Some(end) = self.too_long(&req.authcid, req.authzid.as_deref(), 0, info) {
+                    self.named = Some(req.authcid.clone());
+                    if let Some(end) = self.too_long(&req.authcid, req.authzid.as_deref(), 0, &self.req.info) {
                         return end;
                     }
-                    self.account_wait(&req.authcid, info).await;
-                    match Box::pin(auth.lookup_credentials(info, &req)).await {
+                    self.account_wait(&req.authcid, &self.req.info).await;
+                    match Box::pin(auth.lookup_credentials(&self.req.info, &req)).await {
                         CredentialsOutcome::Found { user, original_user, fields, credential } => {
                             found = Some((user, original_user, fields));
                             mech.credentials(credential.expose())
@@ -564,7 +535,7 @@ impl Running<'_> {
                     }
                 }
                 Step::Authenticated { user, final_data } => {
-                    let outcome = auth.authenticated(info, &user);
+                    let outcome = auth.authenticated(&self.req.info, &user);
                     if let AuthOutcome::Failure(_) = outcome {
                         return End::Done(outcome, None);
                     }
@@ -646,7 +617,7 @@ impl Running<'_> {
             let jitter = std::time::Duration::from_millis(rand::random::<u64>() % 250);
             let delay = auth.settings.failure_delay;
             if !delay.is_zero() {
-                tokio::time::sleep_until((self.last_input + delay + jitter).into()).await;
+                Box::pin(tokio::time::sleep_until((self.last_input + delay + jitter).into())).await;
             }
         }
         Answer { verdict: Verdict::Fail, fields }
@@ -679,26 +650,26 @@ impl Running<'_> {
         let wait = p.delay(&user, Instant::now());
         if !wait.is_zero() {
             tracing::debug!(id = self.req.id, ?wait, "account penalty delay");
-            tokio::time::sleep(wait).await;
+            Box::pin(tokio::time::sleep(wait)).await;
         }
     }
 
     /// The remote IP as log lines show it (`-` without one), formatted only when a line is.
     fn rip_text(&self) -> RipText {
-        RipText(self.watch.rip)
+        RipText(self.req.info.rip)
     }
 
     /// The failure log line, written at the moment of failure (before the failure delay), so
     /// fail2ban sees it at once. The remote IP comes first, right after the message, and every
     /// text a client chose is quoted and escaped, so no user name can forge another IP.
     fn log_failure(&self, user: Option<&str>, reason: &str) {
-        self.watch.decided();
+        self.decided();
         tracing::info!(
             target: "saslgate::auth::fail",
             rip = %self.rip_text(),
             user = ?user.map(|u| sanitize(u.as_bytes(), 128)).unwrap_or_default(),
             mech = %self.req.mech.name(),
-            service = ?self.watch.service,
+            service = ?sanitize(self.req.info.service.as_bytes(), 32),
             id = self.req.id,
             reason = ?reason,
             "auth failed"

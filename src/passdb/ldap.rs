@@ -86,6 +86,10 @@ impl Passdb for Ldap {
         }
     }
 
+    fn verifies_plain(&self) -> bool {
+        self.binds.is_some()
+    }
+
     async fn verify_plain(&self, lookup: Lookup<'_>, password: &Secret) -> Option<PassdbReply> {
         let binds = self.binds.as_ref()?;
         let user = lookup.user;

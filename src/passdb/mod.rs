@@ -98,8 +98,22 @@ pub trait Passdb: Send + Sync + std::fmt::Debug {
     /// Looks the user up: fields, and the stored password when the driver has one.
     async fn lookup(&self, lookup: Lookup<'_>) -> PassdbReply;
 
+    /// [`Passdb::lookup`]'s answer when the driver has it at once (a passwd-file read and
+    /// recently found unchanged, a static passdb), without a future: most logins are answered
+    /// this way. `None` (the default): ask [`Passdb::lookup`].
+    fn lookup_now(&self, lookup: Lookup<'_>) -> Option<PassdbReply> {
+        let _ = lookup;
+        None
+    }
+
+    /// Whether the driver checks plaintext passwords itself, in [`Passdb::verify_plain`]
+    /// (PAM, LDAP). The chain asks only those, so the others cost no future.
+    fn verifies_plain(&self) -> bool {
+        false
+    }
+
     /// Checks a plaintext password itself; `None` (the default) means "look up and let the
-    /// chain verify".
+    /// chain verify". Asked only when [`Passdb::verifies_plain`] says so.
     async fn verify_plain(&self, lookup: Lookup<'_>, password: &Secret) -> Option<PassdbReply> {
         let _ = (lookup, password);
         None

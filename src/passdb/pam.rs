@@ -63,6 +63,10 @@ impl Passdb for Pam {
         PassdbReply::bare(PassdbOutcome::SchemeNotAvailable)
     }
 
+    fn verifies_plain(&self) -> bool {
+        true
+    }
+
     async fn verify_plain(&self, lookup: Lookup<'_>, password: &Secret) -> Option<PassdbReply> {
         let service = expand_for_user(&self.service, lookup.user, lookup.info);
         if service.is_empty() || service.contains('/') {

@@ -36,31 +36,25 @@ impl PasswdFile {
         PasswdFile { path, fixed_path, default_scheme, username_format, plain_key, files, pool }
     }
 
-    /// The stored password and extra fields of the request's user, if the file has them.
-    async fn entry(&self, lookup: Lookup<'_>) -> Result<Option<passwd_file::PassdbPart>, PassdbOutcome> {
-        // A path without `%` is itself; only a path with variables is expanded per request.
-        let expanded;
-        let path = match &self.fixed_path {
-            Some(path) => path.as_path(),
-            None => {
-                expanded = std::path::PathBuf::from(expand_for_path(&self.path, lookup.user, lookup.info));
-                expanded.as_path()
-            }
-        };
+    /// The file of the request's user: a path without `%` is itself; only a path with
+    /// variables is expanded per request.
+    fn path(&self, lookup: Lookup<'_>) -> std::borrow::Cow<'_, std::path::Path> {
+        match &self.fixed_path {
+            Some(path) => path.as_path().into(),
+            None => std::path::PathBuf::from(expand_for_path(&self.path, lookup.user, lookup.info)).into(),
+        }
+    }
+
+    /// The reply for the request's user from the file's users.
+    fn reply(&self, users: &passwd_file::Users, lookup: Lookup<'_>) -> PassdbReply {
         // The usual `username_format: %u` is the user name itself.
-        let key =
-            if self.plain_key { std::borrow::Cow::Borrowed(lookup.user) } else { expand_for_user(&self.username_format, lookup.user, lookup.info).into() };
-        // A per-domain file that does not exist means an unknown domain.
-        let missing_is_empty = self.path.uses(Var::Domain);
-        // The usual case, a table in use and recently found unchanged, is answered without
-        // the loader's future (boxed: it is large, and only a first read or a change needs it).
-        let loaded = match passwd_file::fresh(&self.files, path) {
-            Some(users) => Ok(users),
-            None => Box::pin(passwd_file::load(&self.files, path, &self.pool, missing_is_empty)).await,
-        };
-        match loaded {
-            Ok(users) => Ok(users.get_passdb(&key)),
-            Err(e) => Err(PassdbOutcome::InternalFailure(e)),
+        let found =
+            if self.plain_key { users.get_passdb(lookup.user) } else { users.get_passdb(&expand_for_user(&self.username_format, lookup.user, lookup.info)) };
+        match found {
+            Some((password, extra_fields)) => {
+                PassdbReply { outcome: PassdbOutcome::Ok, fields: extra_fields.into(), stored_password: password.map(zeroize::Zeroizing::new) }
+            }
+            None => PassdbReply::bare(PassdbOutcome::UserUnknown),
         }
     }
 }
@@ -72,13 +66,19 @@ impl Passdb for PasswdFile {
     }
 
     async fn lookup(&self, lookup: Lookup<'_>) -> PassdbReply {
-        match self.entry(lookup).await {
-            Ok(Some((password, extra_fields))) => {
-                PassdbReply { outcome: PassdbOutcome::Ok, fields: extra_fields.into(), stored_password: password.map(zeroize::Zeroizing::new) }
-            }
-            Ok(None) => PassdbReply::bare(PassdbOutcome::UserUnknown),
-            Err(outcome) => PassdbReply::bare(outcome),
+        // A per-domain file that does not exist means an unknown domain.
+        let missing_is_empty = self.path.uses(Var::Domain);
+        match passwd_file::load(&self.files, self.path(lookup), &self.pool, missing_is_empty).await {
+            Ok(users) => self.reply(&users, lookup),
+            Err(e) => PassdbReply::bare(PassdbOutcome::InternalFailure(e)),
         }
+    }
+
+    /// A file already read and found unchanged within `db::passwd_file::RECHECK` answers at
+    /// once; anything else (a first read, a change to look for) goes through `lookup`.
+    fn lookup_now(&self, lookup: Lookup<'_>) -> Option<PassdbReply> {
+        let users = passwd_file::fresh(&self.files, &self.path(lookup))?;
+        Some(self.reply(&users, lookup))
     }
 
     fn default_scheme(&self) -> Scheme {

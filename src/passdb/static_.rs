@@ -26,6 +26,15 @@ impl Static {
     pub fn new(password: Option<Template>, fields: Vec<(String, Template)>) -> Self {
         Static { password, fields }
     }
+
+    fn reply(&self, lookup: Lookup<'_>) -> PassdbReply {
+        let fields = expand_fields(&self.fields, lookup.user, lookup.info);
+        PassdbReply {
+            outcome: PassdbOutcome::Ok,
+            fields,
+            stored_password: self.password.as_ref().map(|t| zeroize::Zeroizing::new(expand_for_user(t, lookup.user, lookup.info))),
+        }
+    }
 }
 
 #[async_trait]
@@ -35,12 +44,11 @@ impl Passdb for Static {
     }
 
     async fn lookup(&self, lookup: Lookup<'_>) -> PassdbReply {
-        let fields = expand_fields(&self.fields, lookup.user, lookup.info);
-        PassdbReply {
-            outcome: PassdbOutcome::Ok,
-            fields,
-            stored_password: self.password.as_ref().map(|t| zeroize::Zeroizing::new(expand_for_user(t, lookup.user, lookup.info))),
-        }
+        self.reply(lookup)
+    }
+
+    fn lookup_now(&self, lookup: Lookup<'_>) -> Option<PassdbReply> {
+        Some(self.reply(lookup))
     }
 
     fn default_scheme(&self) -> Scheme {

@@ -200,8 +200,9 @@ fn text(field: &[u8]) -> String {
 }
 
 fn parse_auth(rest: &[u8]) -> Result<AuthCommand, ProtocolError> {
-    let fields = split_tabs(rest);
-    let [id, mech, params @ ..] = fields.as_slice() else {
+    // Walked in place (no list of fields is built): `AUTH` is the line every login sends.
+    let mut fields = rest.split(|&b| b == b'\t');
+    let (Some(id), Some(mech)) = (fields.next().filter(|_| !rest.is_empty()), fields.next()) else {
         return Err(ProtocolError::broken("AUTH", "fewer than two fields"));
     };
     let id = parse_id(id).ok_or_else(|| ProtocolError::broken("AUTH", "bad id"))?;
@@ -212,13 +213,13 @@ fn parse_auth(rest: &[u8]) -> Result<AuthCommand, ProtocolError> {
     let mut p = AuthParams::default();
     let mut service = None;
     let mut resp = InitialResponse::Absent;
-    for (n, field) in params.iter().enumerate() {
+    while let Some(field) = fields.next() {
         let (key, value) = match field.iter().position(|&b| b == b'=') {
             Some(eq) => (&field[..eq], Some(&field[eq + 1..])),
-            None => (&field[..], None),
+            None => (field, None),
         };
         if key == b"resp" {
-            if n + 1 != params.len() {
+            if fields.clone().next().is_some() {
                 return Err(ProtocolError::broken("AUTH", "parameters after 'resp'"));
             }
             // Base64 never contains escape bytes, but un-escape anyway as Dovecot does.

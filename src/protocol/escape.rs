@@ -16,28 +16,31 @@ pub fn escape(value: &[u8]) -> Vec<u8> {
 
 /// Appends the escaped form of `value` to `out`.
 pub fn escape_into(value: &[u8], out: &mut Vec<u8>) {
-    for &b in value {
-        match b {
-            0x00 => out.extend_from_slice(&[ESC, b'0']),
-            ESC => out.extend_from_slice(&[ESC, b'1']),
-            b'\t' => out.extend_from_slice(&[ESC, b't']),
-            b'\r' => out.extend_from_slice(&[ESC, b'r']),
-            b'\n' => out.extend_from_slice(&[ESC, b'n']),
-            _ => out.push(b),
-        }
+    let mut rest = value;
+    // Runs without a byte to escape (a whole value, usually) are copied in one go.
+    while let Some(at) = rest.iter().position(|&b| matches!(b, 0x00 | ESC | b'\t' | b'\r' | b'\n')) {
+        out.extend_from_slice(&rest[..at]);
+        let code = match rest[at] {
+            0x00 => b'0',
+            ESC => b'1',
+            b'\t' => b't',
+            b'\r' => b'r',
+            _ => b'n',
+        };
+        out.extend_from_slice(&[ESC, code]);
+        rest = &rest[at + 1..];
     }
+    out.extend_from_slice(rest);
 }
 
 /// Decodes one escaped field value.
 pub fn unescape(field: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(field.len());
-    let mut bytes = field.iter();
-    while let Some(&b) = bytes.next() {
-        if b != ESC {
-            out.push(b);
-            continue;
-        }
-        match bytes.next() {
+    let mut rest = field;
+    // Runs without an escape byte (a whole field, usually) are copied in one go.
+    while let Some(at) = memchr::memchr(ESC, rest) {
+        out.extend_from_slice(&rest[..at]);
+        match rest.get(at + 1) {
             Some(b'0') => out.push(0),
             Some(b'1') => out.push(ESC),
             Some(b't') => out.push(b'\t'),
@@ -46,7 +49,9 @@ pub fn unescape(field: &[u8]) -> Vec<u8> {
             Some(&other) => out.push(other),
             None => {}
         }
+        rest = rest.get(at + 2..).unwrap_or_default();
     }
+    out.extend_from_slice(rest);
     out
 }
 

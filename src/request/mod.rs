@@ -152,12 +152,11 @@ impl RequestInfo {
     }
 
     fn var(&self, var: Var, user: &str, safe: fn(&str) -> String) -> String {
-        let (name, domain) = split_user(user);
         let ip = |ip: Option<IpAddr>| ip.map(|i| i.to_string()).unwrap_or_default();
         match var {
             Var::User => safe(user),
-            Var::Username => safe(name),
-            Var::Domain => safe(domain),
+            Var::Username => safe(split_user(user).0),
+            Var::Domain => safe(split_user(user).1),
             Var::Service => safe(&self.service),
             Var::LocalIp => ip(self.lip),
             Var::RemoteIp => ip(self.rip),

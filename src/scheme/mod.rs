@@ -271,26 +271,42 @@ impl fmt::Debug for StoredPassword {
     }
 }
 
-impl StoredPassword {
+/// A password field split in place: [`StoredPassword`] without the copy, for a verification
+/// that ends before the field does (the cheap schemes, checked inline).
+#[derive(Clone, Copy)]
+pub struct StoredRef<'a> {
+    scheme: Scheme,
+    forced: Option<Encoding>,
+    text: &'a str,
+}
+
+impl fmt::Debug for StoredRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredRef").field("scheme", &self.scheme).field("forced", &self.forced).field("text", &"<hidden>").finish()
+    }
+}
+
+impl<'a> StoredRef<'a> {
     /// `raw` is the password field from a passdb. No `{...}` prefix -> `default` scheme
     /// (with Dovecot's `$1$` -> MD5-CRYPT auto-detection). `{` without `}` -> no scheme (use
     /// default). Unknown scheme or unknown encoding suffix -> `Err(SchemeError::Unknown(name))`.
-    pub fn parse(raw: &str, default: Scheme) -> Result<StoredPassword, SchemeError> {
+    pub fn parse(raw: &'a str, default: Scheme) -> Result<StoredRef<'a>, SchemeError> {
+        let new = |scheme, forced, text| StoredRef { scheme, forced, text };
         // Dovecot checks `$1$` first: "$1$<salt>$<hash>[$<ignored>]" is MD5-CRYPT, with anything
         // after a third `$` cut off. Without a `$` after the salt it is not detected.
         if let Some(rest) = raw.strip_prefix("$1$") {
             if let Some(salt_end) = rest.find('$') {
                 let after_salt = 3 + salt_end + 1;
                 let end = raw.get(after_salt..).and_then(|tail| tail.find('$')).map_or(raw.len(), |i| after_salt + i);
-                return Ok(Self::new(Scheme::Md5Crypt, None, raw.get(..end).unwrap_or(raw)));
+                return Ok(new(Scheme::Md5Crypt, None, raw.get(..end).unwrap_or(raw)));
             }
         }
         let Some(body) = raw.strip_prefix('{') else {
-            return Ok(Self::new(default, None, raw));
+            return Ok(new(default, None, raw));
         };
         let Some(close) = body.find('}') else {
             // `{` without `}`: no scheme. This input once crashed Dovecot.
-            return Ok(Self::new(default, None, raw));
+            return Ok(new(default, None, raw));
         };
         let (label, rest) = (&body[..close], &body[close + 1..]);
         let (name, suffix) = match label.split_once('.') {
@@ -305,7 +321,48 @@ impl StoredPassword {
             // Dovecot: "unknown encoding. treat as invalid scheme."
             Some(_) => return Err(unknown(label)),
         };
-        Ok(Self::new(scheme, forced, rest))
+        Ok(new(scheme, forced, rest))
+    }
+
+    /// The scheme.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// The stored text after the prefix. It may be a plaintext password: never log it.
+    pub fn text(&self) -> &'a str {
+        self.text
+    }
+
+    /// The owned form, to take to another thread.
+    pub fn to_owned(&self) -> StoredPassword {
+        StoredPassword::new(self.scheme, self.forced, self.text)
+    }
+
+    /// See [`StoredPassword::verify`].
+    pub fn verify(&self, password: &[u8], user: &str) -> Result<bool, SchemeError> {
+        let raw = decode(self.scheme, self.forced, self.text)?;
+        verify_decoded(self.scheme, &raw, password, user)
+    }
+
+    /// See [`StoredPassword::is_expensive`].
+    pub fn is_expensive(&self) -> bool {
+        match self.scheme {
+            // `{MD5}` holding a bare digest is one MD5 call; only the `$1$` form is slow.
+            Scheme::Md5 => self.text.starts_with("$1$") || self.forced.is_some(),
+            s => s.is_expensive(),
+        }
+    }
+}
+
+impl StoredPassword {
+    /// `raw` is the password field from a passdb, split as [`StoredRef::parse`] does.
+    pub fn parse(raw: &str, default: Scheme) -> Result<StoredPassword, SchemeError> {
+        StoredRef::parse(raw, default).map(|r| r.to_owned())
+    }
+
+    fn as_ref(&self) -> StoredRef<'_> {
+        StoredRef { scheme: self.scheme, forced: self.forced, text: &self.raw }
     }
 
     /// Wraps an already split value (e.g. `password_noscheme` with a known scheme).
@@ -337,17 +394,12 @@ impl StoredPassword {
     /// Verify a plaintext password (bytes, may be non-UTF-8) for `user` (needed by DIGEST-MD5).
     /// `Ok(true)` = match, `Ok(false)` = mismatch, `Err` = malformed stored value. Never panics.
     pub fn verify(&self, password: &[u8], user: &str) -> Result<bool, SchemeError> {
-        let raw = decode(self.scheme, self.forced, &self.raw)?;
-        verify_decoded(self.scheme, &raw, password, user)
+        self.as_ref().verify(password, user)
     }
 
     /// True when `verify` costs more than ~50 µs: the caller runs it on the blocking pool.
     pub fn is_expensive(&self) -> bool {
-        match self.scheme {
-            // `{MD5}` holding a bare digest is one MD5 call; only the `$1$` form is slow.
-            Scheme::Md5 => self.raw.starts_with("$1$") || self.forced.is_some(),
-            s => s.is_expensive(),
-        }
+        self.as_ref().is_expensive()
     }
 }
 

@@ -622,6 +622,8 @@ impl Conversation for Cont<'_> {
 /// Appends the final reply line of a request: where every `OK` and `FAIL` of an AUTH is
 /// written.
 fn answer_into(out: &mut Vec<u8>, id: u32, answer: &Answer) {
+    // Room for the whole line at once (escapes aside): the buffer grows once, not per field.
+    out.reserve(16 + answer.fields.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>());
     out.extend_from_slice(match answer.verdict {
         Verdict::Ok => b"OK\t",
         Verdict::Fail => b"FAIL\t",
